@@ -1,0 +1,223 @@
+"""Pomerium's programmatic-login protocol, as seen by a client.
+
+The client asks a route's login API for a sign-in URL that carries a callback
+URL, a browser signs in, and Pomerium redirects the browser to the callback
+with the token in the `pomerium_jwt` query parameter. Pomerium keeps the
+callback's own query parameters (re-encoded with sorted keys), so a one-time
+`state` value survives the round trip.
+"""
+
+from __future__ import annotations
+
+import secrets
+import ssl
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+
+from ._errors import (
+    CallbackError,
+    NotAPomeriumRoute,
+    PomeriumUnreachable,
+    RedirectNotAllowed,
+)
+
+LOGIN_API_PATH = "/.pomerium/api/v1/login"
+SIGN_IN_PATH = "/.pomerium/sign_in"
+USER_INFO_PATH = "/.pomerium/user"
+TOKEN_PARAM = "pomerium_jwt"
+STATE_PARAM = "state"
+
+# Hosted authenticate services serve many unrelated deployments, so their host
+# cannot identify a deployment (internal/urlutil/hostedauthenticate.go).
+HOSTED_AUTHENTICATE_HOSTS = frozenset(
+    {"authenticate.pomerium.app", "authenticate.staging.pomerium.app"}
+)
+# Pomerium's login API call is cheap; a slow answer means something is wrong.
+LOGIN_API_TIMEOUT = 10.0
+
+
+def origin_of(url: str | httpx.URL) -> str:
+    """Return scheme://host[:port] with default ports dropped, lower-cased."""
+    parsed = httpx.URL(str(url))
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(
+            f"Invalid Pomerium route URL {str(url)!r}: expected an http(s) URL "
+            "with a host, such as https://app.example.com."
+        )
+    host = parsed.host
+    if ":" in host:
+        host = f"[{host}]"
+    port = parsed.port
+    default = {"http": 80, "https": 443}[parsed.scheme]
+    suffix = f":{port}" if port and port != default else ""
+    return f"{parsed.scheme}://{host.lower()}{suffix}"
+
+
+def new_state() -> str:
+    """Return an unguessable one-time value for a callback URL."""
+    return secrets.token_urlsafe(32)
+
+
+def with_query(url: str, **params: str) -> str:
+    """Return `url` with the given query parameters set (others kept)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    query = [(k, v) for k, v in query if k not in params] + list(params.items())
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def login_api_url(route_url: str, callback_url: str) -> str:
+    # An explicit default port in the route URL would change the callback
+    # Pomerium signs, so the origin is normalised first.
+    query = urlencode({"pomerium_redirect_uri": callback_url})
+    return f"{origin_of(route_url)}{LOGIN_API_PATH}?{query}"
+
+
+def _callback_host(callback_url: str) -> str:
+    return urlsplit(callback_url).hostname or callback_url
+
+
+def read_sign_in_url(response: httpx.Response, route_url: str, callback_url: str) -> str:
+    """Return the sign-in URL from a login API response, or raise a typed error."""
+    status = response.status_code
+    if status == 400:
+        raise RedirectNotAllowed(route_url, callback_url, _callback_host(callback_url))
+    if status in (404, 405):
+        raise NotAPomeriumRoute(
+            route_url,
+            f"its login API {LOGIN_API_PATH} answered {status} "
+            f"{response.reason_phrase}, so either the host is not behind "
+            "Pomerium or Pomerium is older than 0.6",
+        )
+    if response.is_redirect:
+        location = response.headers.get("location", "")
+        raise NotAPomeriumRoute(
+            route_url,
+            f"its login API answered {status} with a redirect to "
+            f"{origin_or_text(location)}; Pomerium answers the login API "
+            "without a redirect, so another proxy or login page is in front",
+        )
+    if status != 200:
+        raise NotAPomeriumRoute(
+            route_url,
+            f"its login API answered {status} {response.reason_phrase}",
+        )
+    body = response.text.strip()
+    content_type = response.headers.get("content-type", "")
+    if not body:
+        raise NotAPomeriumRoute(route_url, "its login API answered 200 with an empty body")
+    if "html" in content_type or body.startswith("<"):
+        raise NotAPomeriumRoute(
+            route_url,
+            "its login API answered with an HTML page instead of a sign-in URL",
+        )
+    parsed = urlsplit(body)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or "\n" in body:
+        raise NotAPomeriumRoute(
+            route_url, "its login API answered 200 with a body that is not a URL"
+        )
+    return body
+
+
+def origin_or_text(url: str) -> str:
+    """Return the origin of a URL for a message, never its query string."""
+    try:
+        return origin_of(url)
+    except ValueError:
+        return "a non-HTTP address"
+
+
+def describe_transport_error(route_url: str, exc: httpx.TransportError) -> PomeriumUnreachable:
+    """Translate an httpx transport error into a PomeriumUnreachable error."""
+    cause: BaseException | None = exc
+    tls = False
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            tls = True
+            break
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.TimeoutException):
+        detail = f"the request timed out ({type(exc).__name__})"
+    elif tls or "CERTIFICATE" in str(exc).upper() or "SSL" in str(exc).upper():
+        tls = True
+        detail = f"the TLS handshake failed ({exc})"
+    else:
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return PomeriumUnreachable(route_url, detail, tls=tls)
+
+
+def request_sign_in_url(client: httpx.Client, route_url: str, callback_url: str) -> str:
+    """Ask the route's login API for a sign-in URL that returns to `callback_url`."""
+    url = login_api_url(route_url, callback_url)
+    try:
+        response = client.get(url, follow_redirects=False, timeout=LOGIN_API_TIMEOUT)
+    except httpx.TransportError as exc:
+        raise describe_transport_error(route_url, exc) from None
+    return read_sign_in_url(response, route_url, callback_url)
+
+
+async def arequest_sign_in_url(
+    client: httpx.AsyncClient, route_url: str, callback_url: str
+) -> str:
+    """Async variant of `request_sign_in_url`."""
+    url = login_api_url(route_url, callback_url)
+    try:
+        response = await client.get(url, follow_redirects=False, timeout=LOGIN_API_TIMEOUT)
+    except httpx.TransportError as exc:
+        raise describe_transport_error(route_url, exc) from None
+    return read_sign_in_url(response, route_url, callback_url)
+
+
+def deployment_key(route_url: str, sign_in_url: str) -> str:
+    """Identify the Pomerium deployment behind a route from its sign-in URL.
+
+    A self-hosted deployment is identified by its authenticate service and
+    identity provider, because Pomerium accepts a token on every route that
+    shares both. Hosted authenticate serves many deployments, so there the
+    route's own origin is the key and no token is shared between routes.
+    """
+    parsed = urlsplit(sign_in_url)
+    host = (parsed.hostname or "").lower()
+    if not host or host in HOSTED_AUTHENTICATE_HOSTS:
+        return origin_of(route_url)
+    authenticate = origin_of(f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}")
+    idp = dict(parse_qsl(parsed.query)).get("pomerium_idp_id", "")
+    return f"{authenticate}#idp={idp}" if idp else authenticate
+
+
+def parse_callback(url: str, expected_state: str) -> str:
+    """Return the token from a callback URL after checking its state value.
+
+    Raises CallbackError when the state is missing or foreign, or the token is
+    missing. The error message never contains the URL, which holds the token.
+    """
+    query = parse_qsl(urlsplit(url.strip()).query, keep_blank_values=True)
+    states = [v for k, v in query if k == STATE_PARAM]
+    tokens = [v for k, v in query if k == TOKEN_PARAM]
+    if not states:
+        raise CallbackError(
+            "The callback URL has no state parameter; paste the whole address "
+            "from the browser's address bar after the sign-in finished."
+        )
+    if len(states) != 1 or not secrets.compare_digest(states[0], expected_state):
+        raise CallbackError(
+            "The callback URL belongs to another sign-in attempt (its state "
+            "does not match this one). Use the address from the sign-in you "
+            "just started."
+        )
+    if len(tokens) != 1 or not tokens[0].strip():
+        raise CallbackError(
+            "The callback URL has no pomerium_jwt parameter: Pomerium did not "
+            "complete the sign-in. Try again; if it repeats, check that the "
+            "route allows your user."
+        )
+    return tokens[0].strip()
+
+
+def is_sign_in_redirect(response: httpx.Response) -> bool:
+    """Tell whether a response redirects to Pomerium's sign-in page."""
+    if not response.is_redirect:
+        return False
+    location = response.headers.get("location", "")
+    return urlsplit(location).path.rstrip("/") == SIGN_IN_PATH

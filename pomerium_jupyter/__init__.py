@@ -1,8 +1,10 @@
 """Sign in to Pomerium-protected services from Python and Jupyter.
 
-    import pomerium_jupyter
-    with pomerium_jupyter.client("https://app.example.com") as client:
-        print(client.get("/api/items").json())
+Example::
+
+    >>> import pomerium_jupyter
+    >>> with pomerium_jupyter.client("https://app.example.com") as client:
+    ...     items = client.get("/api/items").json()
 """
 
 from __future__ import annotations

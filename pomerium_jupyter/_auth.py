@@ -257,7 +257,9 @@ class PomeriumAuth(httpx.Auth):
     def _sign_in(self, reason: str) -> Token:
         if not self._can_prompt():
             raise LoginRequired(self.route_url, reason)
-        log.info("Signing in to %s with the %s method.", self.origin, self.login_method.name)
+        log.info(
+            "Signing in to %s with the %s method.", self.origin, self.login_method.name
+        )
         result = self.login_method.login(self.route_url, self._http())
         deployment = deployment_key(self.route_url, result.sign_in_url)
         self.store.put(deployment, result.token)
@@ -265,7 +267,9 @@ class PomeriumAuth(httpx.Auth):
         self._deployment = deployment
         self._token = result.token
         self.login_count += 1
-        log.info("Signed in to %s as %s.", deployment, result.token.user or "an unnamed user")
+        log.info(
+            "Signed in to %s as %s.", deployment, result.token.user or "an unnamed user"
+        )
         return result.token
 
     def forget(self) -> None:
@@ -283,8 +287,10 @@ class PomeriumAuth(httpx.Auth):
         try:
             response = self._http().get(
                 f"{self.origin}{USER_INFO_PATH}",
-                headers={"Authorization": f"Pomerium {token.value}",
-                         "Accept": "application/json"},
+                headers={
+                    "Authorization": f"Pomerium {token.value}",
+                    "Accept": "application/json",
+                },
                 follow_redirects=False,
             )
         except httpx.TransportError:
@@ -349,7 +355,9 @@ class PomeriumAuth(httpx.Auth):
 
     def _check_replay(self, request: httpx.Request) -> None:
         if not _is_replayable(request):
-            raise RequestNotReplayable(request.method, str(request.url.copy_with(query=None)))
+            raise RequestNotReplayable(
+                request.method, str(request.url.copy_with(query=None))
+            )
 
     def sync_auth_flow(
         self, request: httpx.Request
@@ -416,7 +424,9 @@ class PomeriumAuth(httpx.Auth):
             self._http_client = None
 
 
-def client(route_url: str, *, auth: PomeriumAuth | None = None, **kwargs: Any) -> httpx.Client:
+def client(
+    route_url: str, *, auth: PomeriumAuth | None = None, **kwargs: Any
+) -> httpx.Client:
     """Return an httpx.Client bound to a Pomerium route.
 
     Keyword arguments of PomeriumAuth (store, login, interactive,
@@ -449,8 +459,16 @@ def async_client(
 
 
 _AUTH_KEYWORDS = frozenset(
-    {"store", "login", "interactive", "service_account", "service_account_file",
-     "hosts", "verify", "trust_env"}
+    {
+        "store",
+        "login",
+        "interactive",
+        "service_account",
+        "service_account_file",
+        "hosts",
+        "verify",
+        "trust_env",
+    }
 )
 
 

@@ -51,7 +51,9 @@ def _build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="Only print the sign-in URL; open it yourself.",
         )
-        command.add_argument("--ca-file", help="CA bundle that signs the route's certificate.")
+        command.add_argument(
+            "--ca-file", help="CA bundle that signs the route's certificate."
+        )
         command.add_argument(
             "--insecure",
             action="store_true",
@@ -122,7 +124,9 @@ def _status(store: TokenStore) -> int:
         print(f"  signed in:  {_ago(now - token.obtained_at)}")
         if token.expires_at is not None:
             state = "passed" if token.expires_at < now else "in the future"
-            print(f"  exp claim:  {time.ctime(token.expires_at)} ({state}; a hint only)")
+            print(
+                f"  exp claim:  {time.ctime(token.expires_at)} ({state}; a hint only)"
+            )
         for route in entry.routes:
             print(f"  route:      {route}")
     return 0
@@ -163,8 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.force:
                     auth.forget()
                 token = auth.current_token()
-                print(f"Signed in to {auth.origin} as {token.user or 'an unnamed user'}.",
-                      file=sys.stderr)
+                print(
+                    f"Signed in to {auth.origin} as {token.user or 'an unnamed user'}.",
+                    file=sys.stderr,
+                )
             else:
                 print(auth.current_token().value)
         finally:

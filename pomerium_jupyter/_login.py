@@ -112,7 +112,7 @@ class _CallbackServer(HTTPServer):
 class _CallbackHandler(BaseHTTPRequestHandler):
     server: _CallbackServer
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         parts = urlsplit(self.path)
         if parts.path != self.server.expected_path or self.server.done.is_set():
             self._reply(404, "Not found.")
@@ -135,7 +135,7 @@ class _CallbackHandler(BaseHTTPRequestHandler):
             self._reply(200, "Signed in. You can close this tab.")
         self.server.done.set()
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._reply(405, "Method not allowed.")
 
     def _reply(self, status: int, message: str) -> None:
@@ -152,7 +152,7 @@ class _CallbackHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         # The request line carries the token: never log it.
         return
 
@@ -196,7 +196,9 @@ class LoopbackLogin:
                 try:
                     self.open(sign_in_url)
                 except OSError as exc:
-                    self.announce(f"Could not open a browser ({exc}); open the URL above.")
+                    self.announce(
+                        f"Could not open a browser ({exc}); open the URL above."
+                    )
             if not server.done.wait(self.timeout):
                 raise LoginTimeout(route_url, self.timeout)
         finally:

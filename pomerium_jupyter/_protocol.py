@@ -78,7 +78,9 @@ def _callback_host(callback_url: str) -> str:
     return urlsplit(callback_url).hostname or callback_url
 
 
-def read_sign_in_url(response: httpx.Response, route_url: str, callback_url: str) -> str:
+def read_sign_in_url(
+    response: httpx.Response, route_url: str, callback_url: str
+) -> str:
     """Return the sign-in URL from a login API response, or raise a typed error."""
     status = response.status_code
     if status == 400:
@@ -106,7 +108,9 @@ def read_sign_in_url(response: httpx.Response, route_url: str, callback_url: str
     body = response.text.strip()
     content_type = response.headers.get("content-type", "")
     if not body:
-        raise NotAPomeriumRoute(route_url, "its login API answered 200 with an empty body")
+        raise NotAPomeriumRoute(
+            route_url, "its login API answered 200 with an empty body"
+        )
     if "html" in content_type or body.startswith("<"):
         raise NotAPomeriumRoute(
             route_url,
@@ -128,7 +132,9 @@ def origin_or_text(url: str) -> str:
         return "a non-HTTP address"
 
 
-def describe_transport_error(route_url: str, exc: httpx.TransportError) -> PomeriumUnreachable:
+def describe_transport_error(
+    route_url: str, exc: httpx.TransportError
+) -> PomeriumUnreachable:
     """Translate an httpx transport error into a PomeriumUnreachable error."""
     cause: BaseException | None = exc
     tls = False
@@ -163,7 +169,9 @@ async def arequest_sign_in_url(
     """Async variant of `request_sign_in_url`."""
     url = login_api_url(route_url, callback_url)
     try:
-        response = await client.get(url, follow_redirects=False, timeout=LOGIN_API_TIMEOUT)
+        response = await client.get(
+            url, follow_redirects=False, timeout=LOGIN_API_TIMEOUT
+        )
     except httpx.TransportError as exc:
         raise describe_transport_error(route_url, exc) from None
     return read_sign_in_url(response, route_url, callback_url)
@@ -220,4 +228,5 @@ def is_sign_in_redirect(response: httpx.Response) -> bool:
     if not response.is_redirect:
         return False
     location = response.headers.get("location", "")
-    return urlsplit(location).path.rstrip("/") == SIGN_IN_PATH
+    path: str = urlsplit(location).path
+    return path.rstrip("/") == SIGN_IN_PATH

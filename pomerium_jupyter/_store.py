@@ -116,9 +116,7 @@ class MemoryTokenStore(TokenStore):
 
     def routes_of(self, deployment: str) -> tuple[str, ...]:
         with self._lock:
-            return tuple(
-                sorted(r for r, d in self._routes.items() if d == deployment)
-            )
+            return tuple(sorted(r for r, d in self._routes.items() if d == deployment))
 
     def entries(self) -> list[StoredEntry]:
         with self._lock:
@@ -174,6 +172,9 @@ class FileTokenStore(TokenStore):
             return None
         except OSError as exc:
             self._warn_once(path, f"cannot be read ({exc.strerror})")
+            return None
+        except UnicodeDecodeError:
+            self._warn_once(path, "is not UTF-8 text")
             return None
         try:
             data = json.loads(text)

@@ -103,4 +103,6 @@ class Token:
     __str__ = __repr__
 
     def __reduce__(self) -> Any:
-        raise TypeError("Pomerium tokens are not picklable; store them with TokenStore.")
+        raise TypeError(
+            "Pomerium tokens are not picklable; store them with TokenStore."
+        )

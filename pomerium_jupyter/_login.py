@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -68,6 +67,8 @@ def browser_opener(browser: str | BrowserOpener | None) -> BrowserOpener:
     is appended as the last argument.
     """
     if browser is None:
+        import webbrowser
+
         return webbrowser.open
     if callable(browser):
         return browser

@@ -7,8 +7,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import jwt
-
 
 def get_unverified_claims(value: str) -> dict[str, Any]:
     """Decode the token's claims without checking its signature.
@@ -17,6 +15,10 @@ def get_unverified_claims(value: str) -> dict[str, Any]:
     verify it. The claims serve as display hints only; liveness is decided by
     Pomerium's answers. Returns an empty dict for a value that is not a JWT.
     """
+    # pyjwt pulls in cryptography when it is installed; importing it here
+    # keeps `import pomerium_jupyter` cheap.
+    import jwt
+
     try:
         claims = jwt.decode(
             value,

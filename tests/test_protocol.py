@@ -174,8 +174,12 @@ def test_deployment_key_differs_by_idp_and_host() -> None:
 
 def test_hosted_authenticate_keys_by_route() -> None:
     hosted = "https://authenticate.pomerium.app/.pomerium/sign_in?k=a&q=b"
-    assert deployment_key("https://app.one.example", hosted) == "https://app.one.example"
-    assert deployment_key("https://app.two.example", hosted) == "https://app.two.example"
+    assert (
+        deployment_key("https://app.one.example", hosted) == "https://app.one.example"
+    )
+    assert (
+        deployment_key("https://app.two.example", hosted) == "https://app.two.example"
+    )
 
 
 @pytest.mark.parametrize(

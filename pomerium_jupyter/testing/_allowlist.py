@@ -11,6 +11,12 @@ from collections.abc import Sequence
 from urllib.parse import SplitResult, urlsplit
 
 _FORBIDDEN_HOST_CHARACTERS = set(" \t\"<>\\^`{|}")
+# Characters Go's url.Parse accepts in userinfo (validUserinfo). Browsers read a
+# backslash there as a path separator, so rejecting it closes an open redirect.
+_USERINFO_CHARACTERS = set(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    "-._:~!$&'()*+,;=%@"
+)
 
 
 def parse_and_validate_url(raw: str) -> SplitResult | None:
@@ -24,6 +30,9 @@ def parse_and_validate_url(raw: str) -> SplitResult | None:
     except ValueError:
         return None
     if parts.scheme == "" or authority_host(parts) == "":
+        return None
+    userinfo = parts.netloc.rpartition("@")[0]
+    if not set(userinfo) <= _USERINFO_CHARACTERS:
         return None
     if _FORBIDDEN_HOST_CHARACTERS & set(authority_host(parts)):
         return None

@@ -70,10 +70,14 @@ def verify_signed_url(key: bytes, url: str, now: float) -> bool:
     pairs = parse_query(parts.query)
     values = dict(pairs)
     try:
-        signature = base64.urlsafe_b64decode(values.get(SIGNATURE, ""))
+        encoded_signature = values.get(SIGNATURE, "")
+        signature = base64.urlsafe_b64decode(encoded_signature)
         issued = int(values[ISSUED])
         expiry = int(values[EXPIRY])
     except (KeyError, ValueError, binascii.Error):
+        return False
+    # Python's decoder skips trailing garbage that Go's strict decoder rejects.
+    if base64.urlsafe_b64encode(signature).decode() != encoded_signature:
         return False
     unsigned_pairs = [(k, v) for k, v in pairs if k != SIGNATURE]
     unsigned = urlunsplit(parts._replace(query=encode_query(unsigned_pairs)))

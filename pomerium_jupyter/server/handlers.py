@@ -378,7 +378,7 @@ class LogoutHandler(_PomeriumAPIHandler):
 
     @web.authenticated
     @authorized
-    def post(self) -> None:
+    async def post(self) -> None:
         try:
             body = json.loads(self.request.body or b"{}")
         except ValueError:
@@ -406,6 +406,8 @@ class LogoutHandler(_PomeriumAPIHandler):
             self.write_json(400, {"status": "error", "message": str(exc)})
             return
         deployment = self.store.deployment_for(route_origin)
+        if deployment is None:
+            deployment = await self._discover_deployment(str(route))
         if deployment is not None and self.store.delete(deployment):
             self.log.info(
                 "Removed the Pomerium token of deployment %s (Jupyter user %s).",
@@ -413,3 +415,27 @@ class LogoutHandler(_PomeriumAPIHandler):
                 owner,
             )
         self.write_json(200, _status_document(self.pomerium))
+
+    async def _discover_deployment(self, route: str) -> str | None:
+        """Find the deployment of a route this store has not seen yet.
+
+        A token obtained through one route is valid on every route of its
+        deployment, so signing out of a new route must find that deployment.
+        The login API call uses the callback a sign-in from here would use.
+        """
+        callback = self.pomerium.callback_url or (
+            f"{self.request.protocol}://{self.request.host}"
+            f"{url_path_join(self.base_url, 'pomerium/callback')}"
+        )
+        try:
+            verify = self.pomerium.verify_setting()
+            async with httpx.AsyncClient(verify=verify) as client:
+                sign_in_url = await arequest_sign_in_url(client, route, callback)
+        except PomeriumError as exc:
+            self.log.warning(
+                "Could not find the Pomerium deployment of %s to sign out: %s",
+                origin_or_text(route),
+                exc,
+            )
+            return None
+        return deployment_key(route, sign_in_url)

@@ -218,7 +218,9 @@ def test_no_allow_list_accepts_any_url(pomerium_server_factory: Factory) -> None
             server.route_url() + LOGIN, params={"pomerium_redirect_uri": redirect_uri}
         )
         assert response.status_code == 200, redirect_uri
-    response = httpx.get(server.route_url() + LOGIN, params={"pomerium_redirect_uri": ""})
+    response = httpx.get(
+        server.route_url() + LOGIN, params={"pomerium_redirect_uri": ""}
+    )
     assert response.status_code == 400
 
 
@@ -265,7 +267,9 @@ def test_sign_in_flow_step_by_step(
     pomerium_server_factory: Factory, recorder: RecordingServer
 ) -> None:
     server = pomerium_server_factory()
-    sign_in = login_url(server, recorder.url + "/cb/path?state=abc&pomerium_jwt=old&a=1")
+    sign_in = login_url(
+        server, recorder.url + "/cb/path?state=abc&pomerium_jwt=old&a=1"
+    )
     client = httpx.Client()
     first = client.get(sign_in)
     assert first.status_code == 302
@@ -274,9 +278,7 @@ def test_sign_in_flow_step_by_step(
     form = client.get(idp_url)
     assert form.status_code == 200
     assert form.headers["content-type"].startswith("text/html")
-    assert "http" not in form.text.split("<body>", 1)[1].replace(
-        'autocomplete="', ""
-    )
+    assert "http" not in form.text.split("<body>", 1)[1].replace('autocomplete="', "")
     state = parse_qs(urlsplit(idp_url).query)["state"][0]
     wrong = client.post(
         server.authenticate_url + "/idp/authorize",
@@ -611,7 +613,9 @@ def test_policy_denial(pomerium_server_factory: Factory) -> None:
     server = pomerium_server_factory(policy={"app": ["alice"], "api": []})
     alice = server.mint_token("alice")
     bob = server.mint_token("bob")
-    assert echo(server, headers={"Authorization": f"Pomerium {alice}"}).status_code == 200
+    assert (
+        echo(server, headers={"Authorization": f"Pomerium {alice}"}).status_code == 200
+    )
     denied_json = echo(
         server,
         headers={"Authorization": f"Pomerium {bob}", "Accept": "application/json"},
@@ -705,7 +709,11 @@ def test_browser_flow_without_programmatic(
             state = parse_qs(urlsplit(str(response.url)).query)["state"][0]
             response = browser.client.post(
                 str(response.url).split("?")[0],
-                data={"username": "alice", "password": "alice-password", "state": state},
+                data={
+                    "username": "alice",
+                    "password": "alice-password",
+                    "state": state,
+                },
             )
     assert response.status_code == 200
     assert response.json()["user"] == "alice"
@@ -779,9 +787,13 @@ def test_invalid_tokens_rejected(pomerium_server_factory: Factory) -> None:
     for bad in ("abc", "a.b.c", wrong_idp, wrong_key, token + "x"):
         response = echo(server, headers={"Authorization": f"Pomerium {bad}"})
         assert response.status_code == 401, bad
-    assert echo(server, headers={"Authorization": f"Pomerium {token}"}).status_code == 200
+    assert (
+        echo(server, headers={"Authorization": f"Pomerium {token}"}).status_code == 200
+    )
     server.advance(101)
-    assert echo(server, headers={"Authorization": f"Pomerium {token}"}).status_code == 401
+    assert (
+        echo(server, headers={"Authorization": f"Pomerium {token}"}).status_code == 401
+    )
 
 
 def test_revoke_user_and_sign_out_all(pomerium_server_factory: Factory) -> None:
@@ -789,7 +801,9 @@ def test_revoke_user_and_sign_out_all(pomerium_server_factory: Factory) -> None:
     alice = server.mint_token("alice")
     bob = server.mint_token("bob")
     server.revoke_user("alice")
-    assert echo(server, headers={"Authorization": f"Pomerium {alice}"}).status_code == 401
+    assert (
+        echo(server, headers={"Authorization": f"Pomerium {alice}"}).status_code == 401
+    )
     assert echo(server, headers={"Authorization": f"Pomerium {bob}"}).status_code == 200
     server.sign_out_all()
     assert echo(server, headers={"Authorization": f"Pomerium {bob}"}).status_code == 401
@@ -807,10 +821,18 @@ def test_service_accounts(pomerium_server_factory: Factory) -> None:
         assert response.status_code == 200
         assert response.json()["user"] == "robot"
     server.advance(61)
-    assert echo(server, headers={"Authorization": f"Pomerium {short}"}).status_code == 401
-    assert echo(server, headers={"Authorization": f"Pomerium {forever}"}).status_code == 200
+    assert (
+        echo(server, headers={"Authorization": f"Pomerium {short}"}).status_code == 401
+    )
+    assert (
+        echo(server, headers={"Authorization": f"Pomerium {forever}"}).status_code
+        == 200
+    )
     server.revoke(claims_of(forever)["jti"])
-    assert echo(server, headers={"Authorization": f"Pomerium {forever}"}).status_code == 401
+    assert (
+        echo(server, headers={"Authorization": f"Pomerium {forever}"}).status_code
+        == 401
+    )
 
 
 # Other endpoints
@@ -907,7 +929,9 @@ def test_upstream_redirect_and_status(
     )
     assert response.status_code == 307
     assert response.headers["location"] == recorder.url + "/x"
-    assert httpx.get(shared.route_url() + "/status/418", headers=auth).status_code == 418
+    assert (
+        httpx.get(shared.route_url() + "/status/418", headers=auth).status_code == 418
+    )
 
 
 # Robustness
@@ -1016,3 +1040,16 @@ def test_command_line_serves_until_sigterm() -> None:
     assert "curl" in output
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0
+
+
+def test_quiet_stderr(
+    pomerium_server_factory: Factory, capfd: pytest.CaptureFixture[str]
+) -> None:
+    server = pomerium_server_factory()
+    httpx.get(server.route_url() + "/anything")
+    port = urlsplit(server.route_url()).port
+    assert port is not None
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"\x16\x03\x01 not http\r\n\r\n")
+        sock.recv(1024)
+    assert capfd.readouterr().err == ""

@@ -10,12 +10,11 @@ import ipaddress
 from collections.abc import Sequence
 from urllib.parse import SplitResult, urlsplit
 
-_FORBIDDEN_HOST_CHARACTERS = set(" \t\"<>\\^`{|}")
+_FORBIDDEN_HOST_CHARACTERS = set(' \t"<>\\^`{|}')
 # Characters Go's url.Parse accepts in userinfo (validUserinfo). Browsers read a
 # backslash there as a path separator, so rejecting it closes an open redirect.
 _USERINFO_CHARACTERS = set(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-    "-._:~!$&'()*+,;=%@"
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._:~!$&'()*+,;=%@"
 )
 
 

@@ -14,8 +14,14 @@ from ._deployment import AUTHENTICATE_COOKIE, Deployment, read_cookie
 from ._http import Request, Response
 from ._idp import IdentityProvider
 from ._responses import html_page, http_error, ok_text, redirect, status_text
-from ._signing import encode_query, parse_query, read_state, seal, sign_url
-from ._signing import verify_signed_url
+from ._signing import (
+    encode_query,
+    parse_query,
+    read_state,
+    seal,
+    sign_url,
+    verify_signed_url,
+)
 from ._tokens import Session
 from ._wellknown import well_known
 
@@ -122,7 +128,9 @@ class AuthenticateApp:
         if request.query_value("pomerium_programmatic") == "true":
             pairs = [(k, v) for k, v in pairs if k != "pomerium_programmatic"]
             pairs.append(("pomerium_programmatic", "true"))
-        pairs.append(("pomerium_session_encrypted", seal(deployment.secret, token.encode())))
+        pairs.append(
+            ("pomerium_session_encrypted", seal(deployment.secret, token.encode()))
+        )
         pairs.append(("pomerium_redirect_uri", redirect_uri))
         callback = urlunsplit(callback_parts._replace(query=encode_query(pairs)))
         return redirect(sign_url(deployment.secret, callback, deployment.clock.now()))
@@ -136,7 +144,9 @@ class AuthenticateApp:
             return http_error(status, request, behaviour, f"identity provider: {error}")
         code = request.query_value("code") or ""
         if not code:
-            return http_error(400, request, behaviour, "identity provider returned empty code")
+            return http_error(
+                400, request, behaviour, "identity provider returned empty code"
+            )
         state = read_state(deployment.secret, request.query_value("state") or "")
         if state is None:
             return http_error(400, request, behaviour, "invalid state")
@@ -162,7 +172,7 @@ class AuthenticateApp:
         deployment = self.deployment
         url = request.origin + request.target
         if not verify_signed_url(deployment.secret, url, deployment.clock.now()):
-            # Without a signed URL Pomerium asks for confirmation first.
+            # Without a signed URL Pomerium shows a confirmation page first.
             confirm = sign_url(
                 deployment.secret,
                 f"{deployment.authenticate_url}/.pomerium/sign_out",
@@ -181,7 +191,9 @@ class AuthenticateApp:
             f"{deployment.authenticate_url}/.pomerium/signed_out"
         )
         response = redirect(target)
-        response.add_header("Set-Cookie", deployment.expired_cookie(AUTHENTICATE_COOKIE))
+        response.add_header(
+            "Set-Cookie", deployment.expired_cookie(AUTHENTICATE_COOKIE)
+        )
         return response
 
     def _dashboard(self, request: Request) -> Response:

@@ -16,7 +16,7 @@ from ._registry import is_test_server
 
 logger = logging.getLogger("pomerium_jupyter.testing")
 
-# What Chromium sends when it navigates to a page.
+# Accept header that Chromium sends when it navigates to a page.
 BROWSER_ACCEPT = (
     "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,"
     "image/webp,*/*;q=0.8"
@@ -130,7 +130,9 @@ class ScriptedBrowser:
             state = _INPUT.search(response.text)
             if response.status_code == 200 and form_action and state:
                 if submitted:
-                    self.error = f"the identity provider rejected user {self.username!r}"
+                    self.error = (
+                        f"the identity provider rejected user {self.username!r}"
+                    )
                     return
                 submitted = True
                 response = self.client.post(

@@ -19,7 +19,7 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 
 @dataclass
 class Request:
-    """One parsed HTTP request as the application sees it."""
+    """One parsed HTTP request, as passed to the application."""
 
     method: str
     target: str
@@ -109,8 +109,8 @@ class _Handler(BaseHTTPRequestHandler):
             # client only stalls its own thread, never the accept loop.
             self.connection.do_handshake()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        logger.debug("%s " + format, self.server.label, *args)
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s %s", self.server.label, format % args)
 
     def _read_body(self) -> bytes:
         encoding = (self.headers.get("Transfer-Encoding") or "").lower()
@@ -151,6 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = self._read_body()
         except _BodyError as exc:
+            logger.debug("%s: rejected request body: %s", self.server.label, exc)
             self.close_connection = True
             self._write(Response(400, f"{exc}\n".encode()), head=False)
             return

@@ -58,11 +58,15 @@ class IdentityProvider:
         if request.method == "GET":
             state = request.query_value("state")
             if not state:
-                return http_error(400, request, self.deployment.behaviour, "missing state")
+                return http_error(
+                    400, request, self.deployment.behaviour, "missing state"
+                )
             return self._form(state, username="", error="")
         if request.method != "POST":
             return Response(405, b"Method Not Allowed\n", [("Allow", "GET, POST")])
-        form = dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
+        form = dict(
+            parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True)
+        )
         state = form.get("state", "")
         if not state:
             return http_error(400, request, self.deployment.behaviour, "missing state")
@@ -75,7 +79,9 @@ class IdentityProvider:
         if expected is None or not hmac.compare_digest(
             expected.encode(), password.encode()
         ):
-            return self._form(state, username=username, error="Invalid username or password.")
+            return self._form(
+                state, username=username, error="Invalid username or password."
+            )
         code = self.deployment.issue_code(username)
         query = encode_query([("code", code), ("state", state)])
         return redirect(f"{self.callback_url}?{query}")

@@ -177,7 +177,9 @@ class PomeriumTestServer:
         try:
             return self.route_urls[key]
         except KeyError:
-            raise KeyError(f"unknown route {key!r}; routes: {list(self.routes)}") from None
+            raise KeyError(
+                f"unknown route {key!r}; routes: {list(self.routes)}"
+            ) from None
 
     def advance(self, seconds: float) -> None:
         """Move the server clock forward, for sign-in URL and session expiry."""

@@ -66,7 +66,7 @@ def _parse_accept(accept: str) -> list[_MediaRange] | None:
     the subtype "html " that matches nothing. An unset or zero q counts as 1.
     Returns None on a parse error.
     """
-    tokens = _TOKEN.findall(accept)
+    tokens: list[str] = _TOKEN.findall(accept)
     position = 0
 
     def next_token() -> str | None:
@@ -79,7 +79,7 @@ def _parse_accept(accept: str) -> list[_MediaRange] | None:
         return tokens[position - 1]
 
     def is_word(token: str | None) -> bool:
-        return token is not None and token not in "/;=,"
+        return token is not None and token not in ("/", ";", "=", ",")
 
     ranges: list[_MediaRange] = []
     while True:
@@ -164,7 +164,7 @@ def status_text(status: int) -> str:
 
 def html_page(title: str, body: str) -> bytes:
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title></head>\n<body>\n{body}\n</body>\n"
         "</html>\n"
     ).encode()

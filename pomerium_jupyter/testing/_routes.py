@@ -23,8 +23,13 @@ from ._responses import (
     plain_error,
     redirect,
 )
-from ._signing import encode_query, open_sealed, parse_query, sign_url
-from ._signing import verify_signed_url
+from ._signing import (
+    encode_query,
+    open_sealed,
+    parse_query,
+    sign_url,
+    verify_signed_url,
+)
 from ._tokens import Principal
 from ._upstream import upstream_app
 from ._wellknown import well_known
@@ -96,11 +101,15 @@ class RouteApp:
             return plain_error(404, "Not Found")
         parts = parse_and_validate_url(raw)
         if parts is None:
-            return http_error(400, request, deployment.behaviour, "invalid redirect uri")
+            return http_error(
+                400, request, deployment.behaviour, "invalid redirect uri"
+            )
         if deployment.allow_list is not None and not is_redirect_allowed(
             parts, deployment.allow_list
         ):
-            return http_error(400, request, deployment.behaviour, "invalid redirect uri")
+            return http_error(
+                400, request, deployment.behaviour, "invalid redirect uri"
+            )
         # The callback reuses the request URL, query string included.
         callback = f"{request.origin}/.pomerium/callback/"
         if request.query:

@@ -52,9 +52,7 @@ def sign_url(key: bytes, url: str, now: float) -> str:
     parts = urlsplit(url)
     issued = int(now)
     expiry = int(now + SIGNED_URL_LIFETIME)
-    pairs = [
-        (k, v) for k, v in parse_query(parts.query) if k not in (ISSUED, EXPIRY)
-    ]
+    pairs = [(k, v) for k, v in parse_query(parts.query) if k not in (ISSUED, EXPIRY)]
     pairs += [(ISSUED, str(issued)), (EXPIRY, str(expiry))]
     unsigned = urlunsplit(parts._replace(query=encode_query(pairs)))
     signature = base64.urlsafe_b64encode(

@@ -36,7 +36,9 @@ def upstream_app(
     for name, value in headers:
         key = name.lower()
         separator = "; " if key == "cookie" else ", "
-        received[key] = f"{received[key]}{separator}{value}" if key in received else value
+        received[key] = (
+            f"{received[key]}{separator}{value}" if key in received else value
+        )
     return json_response(
         200,
         {

@@ -9,11 +9,12 @@ login cookie from the /login form plus the XSRF token.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -710,3 +711,113 @@ async def test_completion_without_token_rejected(
         assert body_json(response)["reason"] == "no-token"
 
     assert (await complete(jp_fetch, flow, token)).code == 200
+
+
+# The callback page's script in a real browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@contextlib.asynccontextmanager
+async def launch_chromium() -> AsyncIterator[Any]:
+    """Run Debian's Chromium on the test's event loop, next to the Jupyter server."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.mark.browser
+async def test_popup_completes_sign_in(
+    pomerium: PomeriumTestServer,
+    jupyter_origin: str,
+    jp_base_url: str,
+    token_dir: Path,
+    server_logs: io.StringIO,
+) -> None:
+    async with launch_chromium() as chromium:
+        base = f"{jupyter_origin}{jp_base_url}"
+        context = await chromium.new_context()
+        page = await context.new_page()
+        await page.goto(f"{base}login")
+        await page.fill("input[name=password]", ALICE_TOKEN)
+        async with page.expect_navigation():
+            await page.press("input[name=password]", "Enter")
+        cookies = {c["name"]: c["value"] for c in await context.cookies()}
+        query = urlencode(
+            {
+                **start_params(pomerium.route_url("app"), jupyter_origin, "popup-req"),
+                "_xsrf": cookies["_xsrf"],
+            }
+        )
+        await page.evaluate(
+            """() => {
+                window.pomeriumMessages = [];
+                window.pomeriumChannel = new BroadcastChannel("pomerium_jupyter");
+                window.pomeriumChannel.onmessage = (event) => {
+                    window.pomeriumMessages.push(event.data);
+                };
+            }"""
+        )
+
+        async with page.expect_popup() as popup_info:
+            await page.evaluate(
+                "url => { window.open(url); }", f"{base}pomerium/start?{query}"
+            )
+        popup = await popup_info.value
+        await popup.wait_for_selector("input[name=username]")
+        await popup.fill("input[name=username]", "alice")
+        await popup.fill("input[name=password]", "alice-password")
+        async with popup.expect_event("close", timeout=15000):
+            await popup.click("#sign-in")
+
+        await page.wait_for_function("window.pomeriumMessages.length > 0")
+        messages = await page.evaluate("window.pomeriumMessages")
+        assert messages == [{"request": "popup-req", "status": "done", "user": "alice"}]
+        (entry,) = FileTokenStore(token_dir).entries()
+        assert entry.token.user == "alice"
+        assert entry.token.value not in server_logs.getvalue()
+        await context.close()
+
+
+@pytest.mark.browser
+async def test_callback_page_without_jupyter_login(
+    jp_fetch: Fetch,
+    pomerium: PomeriumTestServer,
+    jupyter_origin: str,
+    jp_base_url: str,
+    token_dir: Path,
+) -> None:
+    _, callback_url, _, token = await start_and_sign_in(
+        jp_fetch, pomerium, jupyter_origin
+    )
+    async with launch_chromium() as chromium:
+        context = await chromium.new_context()
+        page = await context.new_page()
+        await page.goto(callback_url)
+        status = page.locator('[data-pomerium="callback-status"][data-state="error"]')
+        await status.wait_for()
+
+        assert await status.text_content() == (
+            "Sign in to Jupyter in this browser, then start the sign-in again."
+        )
+        assert page.url == f"{jupyter_origin}{jp_base_url}pomerium/callback"
+        assert token not in await page.content()
+        assert FileTokenStore(token_dir).entries() == []
+        await context.close()

@@ -1,8 +1,8 @@
 """The Jupyter server extension that runs Pomerium's programmatic login.
 
 The Jupyter server is the callback server: the login widget opens
-`{base_url}pomerium/start` in a popup, the server asks the route's login API
-for a sign-in URL and redirects the popup there, and Pomerium sends the browser
+`{base_url}pomerium/start` in a popup, the server requests a sign-in URL from
+the route's login API and redirects the popup there, and Pomerium sends the browser
 back to `{base_url}pomerium/callback` with the token. The callback page hands
 the token to an authenticated endpoint, which stores it in the token cache that
 kernels of the same OS user read.
@@ -52,8 +52,9 @@ from .handlers import (
 )
 
 CALLBACK_PATH_SUFFIX = "/pomerium/callback"
-# Tornado stores settings as read by jupyter_server/log.py (2.17 and later),
-# which scrubs every query parameter whose name contains one of these keys.
+# The web-app setting that jupyter_server/log.py (2.17 and later) reads for the
+# access log. It replaces the value of every query parameter whose name
+# contains one of the listed keys with "[secret]".
 SCRUB_SETTING = "extra_log_scrub_param_keys"
 
 

@@ -27,7 +27,7 @@ REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # Finished and expired flows are kept this many flow lifetimes, so a widget
 # polling a little late still reads the final state instead of a 404.
 RETENTION_FACTOR = 2
-# The maximum number of flows kept per Jupyter user; the oldest go first.
+# The maximum number of flows kept per Jupyter user. The oldest go first.
 MAX_FLOWS_PER_OWNER = 64
 
 
@@ -56,7 +56,7 @@ class Flow:
 
 
 class FlowRejected(Exception):
-    """A completion attempt that the registry refused.
+    """A completion attempt that the registry rejected.
 
     `status_code` is the HTTP status for the response, `reason` a short
     machine-readable word, and the message a sentence for the user.

@@ -36,10 +36,10 @@ from .pages import callback_page, page_security_policy, start_error_page
 if TYPE_CHECKING:
     from .app import PomeriumExtension
 
-# The authorizer sees this resource name, so deployments with a custom
+# The authorizer receives this resource name, so deployments with a custom
 # Authorizer can grant or deny Pomerium sign-in separately from other actions.
 AUTH_RESOURCE = "pomerium"
-# Pomerium tokens are a few hundred bytes; anything much larger is not one.
+# Pomerium tokens are a few hundred bytes, so anything much larger is not one.
 MAX_TOKEN_LENGTH = 16384
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -94,6 +94,10 @@ def _status_document(extension: PomeriumExtension) -> dict[str, Any]:
 
 class _PopupPage(JupyterHandler):
     """A page opened in the sign-in popup: private, uncached and unframeable."""
+
+    def compute_etag(self) -> None:
+        # Each response has its own nonce and must not be cached anyway.
+        return None
 
     def _send_page(self, render: Any, *args: Any, status: int = 200) -> None:
         nonce = secrets.token_urlsafe(18)
@@ -152,7 +156,7 @@ class StartHandler(_PomeriumMixin, _PopupPage):
         except PomeriumError as exc:
             self._fail(flow, str(exc))
             return
-        # The flow may have been replaced or pruned while the login API answered.
+        # The flow may have been replaced or pruned during the login API request.
         if self.flows.for_request(owner, request_id) is not flow:
             self._fail(
                 None,

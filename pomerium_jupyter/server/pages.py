@@ -156,7 +156,7 @@ _CALLBACK = Template(
 
 
 def callback_page(nonce: str) -> str:
-    """Render the static callback page; it contains no request data but the nonce."""
+    """Render the static callback page. It contains no request data, only the nonce."""
     return _CALLBACK.substitute(
         nonce=nonce, style=_STYLE, channel=f'"{BROADCAST_CHANNEL}"'
     )

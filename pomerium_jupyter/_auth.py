@@ -302,26 +302,34 @@ class PomeriumAuth(httpx.Auth):
         return None
 
     @staticmethod
-    def _classify(response: httpx.Response) -> bool | None:
-        """Tell whether a response means the token is dead, or None if unsure."""
+    def _classify(response: httpx.Response, skip: int = 0) -> bool | None:
+        """Tell whether a response means the token is dead, or None if unsure.
+
+        `skip` leaves out the first history entries: httpx lists the earlier
+        responses of the same auth flow there, not only followed redirects.
+        """
         if is_sign_in_redirect(response) or any(
-            is_sign_in_redirect(hop) for hop in response.history
+            is_sign_in_redirect(hop) for hop in response.history[skip:]
         ):
             return True
         if response.status_code != 401:
             return False
         return _pomerium_401(response)
 
-    def _token_dead(self, response: httpx.Response, token: Token) -> bool:
-        verdict = self._classify(response)
+    def _token_dead(
+        self, response: httpx.Response, token: Token, skip: int = 0
+    ) -> bool:
+        verdict = self._classify(response, skip)
         if verdict is None:
             # The upstream app may answer 401 for its own reasons, so Pomerium
             # is asked directly.
             verdict = self._probe(token) is not True
         return verdict
 
-    async def _atoken_dead(self, response: httpx.Response, token: Token) -> bool:
-        verdict = self._classify(response)
+    async def _atoken_dead(
+        self, response: httpx.Response, token: Token, skip: int = 0
+    ) -> bool:
+        verdict = self._classify(response, skip)
         if verdict is None:
             probed = await anyio.to_thread.run_sync(self._probe, token)
             verdict = probed is not True
@@ -373,10 +381,11 @@ class PomeriumAuth(httpx.Auth):
             return
         fresh = self.renew(token)
         self._check_replay(request)
+        skip = len(response.history) + 1
         response = yield self._authorize(request, fresh)
         if response.status_code == 401:
             response.read()
-        if self._token_dead(response, fresh):
+        if self._token_dead(response, fresh, skip):
             raise TokenRejected(self.route_url, fresh.source)
 
     async def async_auth_flow(
@@ -401,10 +410,11 @@ class PomeriumAuth(httpx.Auth):
             else:
                 fresh = await anyio.to_thread.run_sync(self.renew, token)
         self._check_replay(request)
+        skip = len(response.history) + 1
         response = yield self._authorize(request, fresh)
         if response.status_code == 401:
             await response.aread()
-        if await self._atoken_dead(response, fresh):
+        if await self._atoken_dead(response, fresh, skip):
             raise TokenRejected(self.route_url, fresh.source)
 
     # Installing into clients

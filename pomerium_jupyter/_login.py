@@ -225,11 +225,12 @@ class PasteBackLogin:
     def __init__(
         self,
         *,
-        prompt: Callable[[str], str] = input,
+        prompt: Callable[[str], str] | None = None,
         announce: Callable[[str], None] = _stderr,
         attempts: int = 3,
     ) -> None:
-        self.prompt = prompt
+        # Looked up at call time, so a replaced builtins.input is honoured.
+        self.prompt = prompt or (lambda text: input(text))
         self.announce = announce
         self.attempts = attempts
 

@@ -424,3 +424,20 @@ def test_token_absent_from_logs_and_errors(
     for text in texts:
         for secret in secrets:
             assert secret not in text
+
+
+def test_tls_needs_deployment_ca(pomerium_server_factory: Factory) -> None:
+    server = pomerium_server_factory(tls=True)
+    assert server.ca_file is not None
+    untrusted = make_auth(server, trust_env=False)
+    with pytest.raises(PomeriumError) as caught:
+        untrusted.current_token()
+    assert "ca_file" in str(caught.value)
+    assert "SSL_CERT_FILE" in str(caught.value)
+    trusted = make_auth(
+        server,
+        verify=server.ca_file,
+        login=browser_login(browser=ScriptedBrowser("alice", verify=server.ca_file)),
+    )
+    with pomerium_jupyter.client(server.route_url(), auth=trusted) as client:
+        assert client.get("/").json()["user"] == "alice"

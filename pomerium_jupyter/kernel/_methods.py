@@ -52,6 +52,13 @@ def _print_line(message: str) -> None:
     print(message, flush=True)
 
 
+def _read_line(prompt: str) -> str:
+    # Looked up at call time: ipykernel swaps builtins.input for one that asks
+    # the frontend while a cell runs, and the builtin bound at import time
+    # would read the kernel process's own stdin instead.
+    return input(prompt)
+
+
 def _noninteractive_reason() -> str:
     return "the notebook runs without a person at the frontend"
 
@@ -93,7 +100,9 @@ class WidgetLogin:
         if not can_prompt():
             raise LoginRequired(route_url, _noninteractive_reason())
         if self.report.method == "paste":
-            return PasteBackLogin(announce=_print_line).login(route_url, client)
+            return PasteBackLogin(prompt=_read_line, announce=_print_line).login(
+                route_url, client
+            )
         sign_in_url = probe_sign_in_url(client, route_url)
         deployment = deployment_key(route_url, sign_in_url)
         self.store.remember_route(origin_of(route_url), deployment)
@@ -257,7 +266,7 @@ def build_login_method(
             return LoopbackLogin()
         return LinkLoopbackLogin()
     if method == "paste":
-        return PasteBackLogin(announce=_print_line)
+        return PasteBackLogin(prompt=_read_line, announce=_print_line)
     return WidgetLogin(
         store=store, verify=verify, trust_env=trust_env, on_sign_out=on_sign_out
     )

@@ -32,7 +32,6 @@ from .._protocol import (
 )
 from .._store import TokenStore
 from .._token import Token
-from ._discovery import find_deployment
 from ._environment import FrontendReport, frontend_report
 
 log = logging.getLogger("pomerium_jupyter")
@@ -257,9 +256,3 @@ class LoginWidget(anywidget.AnyWidget):
         self._store.remember_route(origin_of(self.route), deployment)
         self._deployment = deployment
         self.refresh()
-
-    def find_deployment(self, client: httpx.Client) -> str:
-        """Return the route's deployment key, asking the login API if unknown."""
-        deployment = find_deployment(self._store, self.route, client)
-        self._deployment = deployment
-        return deployment

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
-from jupyter_server.auth import IdentityProvider, User
+from jupyter_server.auth import Authorizer, IdentityProvider, User
 from tornado.httpclient import HTTPClientError, HTTPResponse
 from traitlets import TraitError
 
@@ -219,6 +219,36 @@ async def test_anonymous_requests_rejected(
     assert done.status_code == 403
     assert logout.status_code == 403
     assert callback.status_code == 200
+    assert len(extension.flows) == 0
+
+
+class DenyPomeriumAuthorizer(Authorizer):
+    """Allows everything except actions on the "pomerium" resource."""
+
+    def is_authorized(
+        self, handler: Any, user: User, action: str, resource: str
+    ) -> bool:
+        return resource != "pomerium"
+
+
+async def test_authorizer_can_deny_endpoints(
+    jp_fetch: Fetch, jp_web_app: Any, jupyter_origin: str, extension: PomeriumExtension
+) -> None:
+    jp_web_app.settings["authorizer"] = DenyPomeriumAuthorizer()
+    start = await fetch(
+        jp_fetch,
+        "pomerium",
+        "start",
+        params=start_params("http://127.0.0.1:1", jupyter_origin),
+    )
+    status = await fetch(jp_fetch, "pomerium", "api", "status")
+    logout = await fetch(
+        jp_fetch, "pomerium", "api", "logout", method="POST", body="{}"
+    )
+
+    assert start.code == 403
+    assert status.code == 403
+    assert logout.code == 403
     assert len(extension.flows) == 0
 
 

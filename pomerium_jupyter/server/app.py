@@ -187,6 +187,9 @@ class PomeriumExtension(ExtensionApp):
         )
 
     def initialize_settings(self) -> None:
+        # NOTE: the store belongs to the OS user, not to a Jupyter user. Jupyter
+        # users who share one server (JupyterHub sharing) see and sign out the
+        # same deployments, as they already share its kernels.
         self.store: TokenStore = (
             MemoryTokenStore()
             if self.token_cache == "memory"

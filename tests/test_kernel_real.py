@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from nbclient.exceptions import CellExecutionError
 
 from pomerium_jupyter import FileTokenStore, Token
 from pomerium_jupyter._protocol import deployment_key, origin_of
-from pomerium_jupyter.testing import PomeriumTestServer
+from pomerium_jupyter.testing import PomeriumTestServer, ScriptedBrowser
 
 QUICKSTART = Path(__file__).parent.parent / "notebooks" / "quickstart.ipynb"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -123,10 +124,9 @@ def kernel_env(cache: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def kernel(isolated_environment: Path) -> Iterator[KernelSession]:
+def start_kernel(env: dict[str, str]) -> Iterator[KernelSession]:
     manager = KernelManager(kernel_name="python3")
-    manager.start_kernel(env=kernel_env(isolated_environment))
+    manager.start_kernel(env=env)
     client = manager.client()
     client.start_channels()
     try:
@@ -137,6 +137,16 @@ def kernel(isolated_environment: Path) -> Iterator[KernelSession]:
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+@pytest.fixture
+def kernel(isolated_environment: Path) -> Iterator[KernelSession]:
+    yield from start_kernel(kernel_env(isolated_environment))
+
+
+@pytest.fixture
+def vscode_kernel(isolated_environment: Path) -> Iterator[KernelSession]:
+    yield from start_kernel(kernel_env(isolated_environment, VSCODE_PID="1"))
 
 
 def put_token(route: str, value: str) -> Token:
@@ -270,6 +280,52 @@ def test_widget_state_in_kernel_has_no_token(
     assert state["user"] == "alice"
     assert token.value not in out
     assert_secret_absent(token.value, kernel.transcript)
+
+
+def test_vscode_kernel_signs_in_through_link(
+    vscode_kernel: KernelSession, pomerium_server: PomeriumTestServer
+) -> None:
+    route = pomerium_server.route_url("app")
+    reply, messages = vscode_kernel.execute(f"client = %pomerium login {route}")
+    assert reply["content"]["status"] == "ok"
+    assert "listener in the kernel on 127.0.0.1" in stdout_of(messages)
+    assert widget_displays(messages) == []
+    shown = [m for m in messages if m["msg_type"] == "display_data"]
+    assert len(shown) == 1
+    display_id = shown[0]["content"]["transient"]["display_id"]
+
+    link: list[str] = []
+    deadline = time.monotonic() + 20
+    while not link and time.monotonic() < deadline:
+        message = vscode_kernel.client.get_iopub_msg(timeout=20)
+        vscode_kernel.transcript.append(message)
+        if message["msg_type"] == "update_display_data":
+            html = message["content"]["data"]["text/html"]
+            found = re.search(r'href="([^"]+)"', html)
+            if found is not None:
+                link.append(found.group(1).replace("&amp;", "&"))
+    assert link, "no sign-in link was shown"
+    assert 'data-pomerium="link"' in html
+
+    browser = ScriptedBrowser("alice")
+    browser(link[0])
+    browser.close()
+    assert browser.delivery_status == 200, browser.error
+
+    out = vscode_kernel.run(f"%pomerium wait {route} --timeout 20")
+    assert out == "Signed in as alice.\n"
+    out = vscode_kernel.run('print(client.get("/").json()["user"])')
+    assert out == "alice\n"
+    updates = [
+        m
+        for m in vscode_kernel.transcript
+        if m["msg_type"] == "update_display_data"
+        and m["content"]["transient"]["display_id"] == display_id
+    ]
+    # The last update replaces the link, so the saved output keeps no URL.
+    final = updates[-1]["content"]["data"]
+    assert final["text/plain"] == f"Signed in to {route} as alice."
+    assert "href" not in final["text/html"]
 
 
 def run_notebook(nb: Any, cwd: Path) -> Any:

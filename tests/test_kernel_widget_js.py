@@ -1,7 +1,7 @@
 """The login widget's script in Chromium, against a stand-in server extension.
 
 The page loads the shipped ES module with a small model object in place of
-anywidget's, and a local HTTP server answers the extension's endpoints, so
+anywidget's, and a local HTTP server serves the extension's endpoints, so
 each test controls what the script sees and records what it sends.
 """
 
@@ -64,7 +64,7 @@ widget.render({ model, el: document.getElementById("root") });
 
 @dataclass
 class Extension:
-    """What the stand-in extension answers, and the requests it received."""
+    """The stand-in extension's responses, and the requests it received."""
 
     has_extension: bool = True
     request_state: dict[str, Any] = field(

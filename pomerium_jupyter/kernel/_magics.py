@@ -481,12 +481,12 @@ class PomeriumMagics(Magics):
             )
         if response.status_code == 404:
             # Pomerium before 0.27 has no user endpoint; the token's own
-            # unverified claims are the best remaining answer.
+            # unverified claims are the best remaining source.
             print(f"user: {token.user or 'unknown'} (from the token's claims)")
             return
         if response.status_code != 200:
             raise PomeriumError(
-                f"Pomerium at {route_url} answered {response.status_code} "
+                f"Pomerium at {route_url} returned {response.status_code} "
                 f"{response.reason_phrase} on {USER_INFO_PATH}."
             )
         try:
@@ -495,7 +495,7 @@ class PomeriumMagics(Magics):
             info = None
         if not isinstance(info, dict):
             raise PomeriumError(
-                f"Pomerium at {route_url} answered {USER_INFO_PATH} with a body "
+                f"Pomerium at {route_url} returned a body for {USER_INFO_PATH} "
                 "that is not a JSON object."
             )
         print(f"user: {info.get('user') or info.get('sub') or 'unknown'}")

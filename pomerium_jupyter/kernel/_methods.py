@@ -1,8 +1,9 @@
 """Login methods for notebooks, and the choice between them.
 
 PomeriumAuth calls a login method, from the cell that sends the request, when
-it has no live token. These methods never wait on a comm message, because a
-busy kernel does not read comm messages until the cell finishes.
+it has no live token. These methods wait on the token store, a loopback
+listener or stdin, never on a comm message, because a busy kernel does not
+read comm messages until the cell finishes.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class WidgetLogin:
     """Show a login widget in the running cell and wait for the token store.
 
     The widget's popup flow goes through the Jupyter server extension, whose
-    callback writes the token into the shared FileTokenStore; this method
+    callback writes the token into the shared FileTokenStore. This method
     polls that store, so it needs no message from the busy kernel's frontend.
     When the widget's script has reported that the server lacks the
     extension, the sign-in falls back to paste-back through `input()`.
@@ -223,7 +224,7 @@ class LinkLoopbackLogin:
 
 
 def describe_method(method: str, frontend: Frontend) -> str:
-    """Return the one line that tells the user how the sign-in will run."""
+    """Return the one line that names the sign-in method for the user."""
     if method == "paste":
         return (
             "Sign-in method: paste-back (sign in in any browser, then paste "

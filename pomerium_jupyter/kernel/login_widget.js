@@ -353,7 +353,7 @@ function render({ model, el }) {
   function submitPaste() {
     const address = pasteInput.value.trim();
     if (!address) return;
-    // The pasted address holds the token: it goes to the kernel once and
+    // The pasted address contains the token: it goes to the kernel once and
     // leaves the page.
     pasteInput.value = "";
     model.send({ event: "paste", address });

@@ -50,7 +50,7 @@ export function describeSignInTime(
 
 /**
  * Describe when a token expires, relative to `now` (Unix seconds). The expiry
- * is the token's unverified claim, so the text says "expires", not "valid".
+ * is the token's unverified claim, so the text uses "expires", not "valid".
  */
 export function describeExpiry(expiresAt: number | null, now: number): string {
   if (expiresAt === null) {
@@ -154,7 +154,9 @@ export function readCookie(cookies: string, name: string): string {
 export function normalizeRoute(input: string): string {
   let text = input.trim();
   if (!text) {
-    throw new Error('Enter the URL of a Pomerium route, such as https://app.example.com.');
+    throw new Error(
+      'Enter the URL of a Pomerium route, such as https://app.example.com.'
+    );
   }
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
     text = `https://${text}`;
@@ -163,7 +165,10 @@ export function normalizeRoute(input: string): string {
   try {
     url = new URL(text);
   } catch {
-    throw new Error(`"${input.trim()}" is not a valid URL. Enter a route URL such as https://app.example.com.`);
+    throw new Error(
+      `"${input.trim()}" is not a valid URL. Enter a route URL such as ` +
+        'https://app.example.com.'
+    );
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new Error(

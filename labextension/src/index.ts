@@ -134,7 +134,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
           const apply = (): void => {
             const routes = loaded.get('defaultRoutes').composite;
             settings.defaultRoutes = Array.isArray(routes)
-              ? routes.filter((route): route is string => typeof route === 'string')
+              ? routes.filter(
+                  (route): route is string => typeof route === 'string'
+                )
               : [];
             settings.showStatusItem =
               loaded.get('showStatusItem').composite !== false;

@@ -24,9 +24,9 @@ export const STATUS_INTERVAL = 10_000;
  * Keeps the status of the Pomerium sign-ins current.
  *
  * It polls the status endpoint every `STATUS_INTERVAL` while the page is
- * visible (with backoff after errors), and refreshes at once when the page
- * becomes visible or the callback page of any sign-in posts on the broadcast
- * channel, so sign-ins and sign-outs from other tabs and kernels show up.
+ * visible, with backoff after errors. It also refreshes at once when the page
+ * becomes visible or when the callback page of any sign-in posts on the
+ * broadcast channel, so sign-ins and sign-outs from other tabs show up.
  */
 export class SignInModel implements IDisposable {
   constructor() {
@@ -49,7 +49,7 @@ export class SignInModel implements IDisposable {
   }
 
   /**
-   * The last status received, or null before the first answer.
+   * The last status received, or null before the first response.
    */
   get status(): IStatus | null {
     return this._status;
@@ -102,7 +102,7 @@ export class SignInModel implements IDisposable {
   }
 
   /**
-   * Store a status received from any endpoint, such as a sign-out answer.
+   * Store a status received from any endpoint, such as a sign-out response.
    */
   update(status: IStatus): void {
     this._status = {

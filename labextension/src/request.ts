@@ -37,8 +37,8 @@ export function serverUrl(
 /**
  * Send a request to `path` under the Jupyter base URL and return its JSON body.
  *
- * Throws `PomeriumRequestError` when the server cannot be reached, answers
- * with an error status or sends a body that is not JSON.
+ * Throws `PomeriumRequestError` when the server cannot be reached, returns
+ * an error status or sends a body that is not JSON.
  */
 export async function requestJSON<T>(
   path: string,
@@ -137,5 +137,5 @@ function statusMessage(status: number, path: string): string {
       'and sign in to Jupyter again.'
     );
   }
-  return `The Jupyter server answered HTTP ${status} to ${path}.`;
+  return `The Jupyter server returned HTTP ${status} for ${path}.`;
 }

@@ -15,8 +15,8 @@ import { errorText, PomeriumRequestError } from './request';
 export const FOLLOW_INTERVAL = 1000;
 
 // The popup's first request reaches the server some time after window.open,
-// and until then the request id is unknown (404). After this many unknown
-// answers in a row the popup is taken to have failed to load.
+// and until then the request id is unknown (404). After this many 404
+// responses in a row the popup is taken to have failed to load.
 const MAX_UNKNOWN_ANSWERS = 30;
 // Consecutive network or server errors tolerated while following a sign-in.
 const MAX_FAILED_REQUESTS = 3;
@@ -52,7 +52,12 @@ export async function promptAndSignIn(
           placeholder,
           okLabel: 'Sign in'
         })
-      : await InputDialog.getText({ title, label, placeholder, okLabel: 'Sign in' });
+      : await InputDialog.getText({
+          title,
+          label,
+          placeholder,
+          okLabel: 'Sign in'
+        });
   if (!result.button.accept || !result.value) {
     return;
   }
@@ -188,7 +193,10 @@ export async function followSignIn(
         if (failedRequests < MAX_FAILED_REQUESTS) {
           continue;
         }
-        finish(`Could not follow the sign-in to ${route}: ${errorText(error)}`, 'error');
+        finish(
+          `Could not follow the sign-in to ${route}: ${errorText(error)}`,
+          'error'
+        );
         return null;
       }
       unknownAnswers = 0;
@@ -206,7 +214,8 @@ export async function followSignIn(
       finish(
         state.message ??
           (state.status === 'expired'
-            ? `The sign-in to ${route} expired before it finished. Start it again.`
+            ? `The sign-in to ${route} expired before it finished. ` +
+              'Start it again.'
             : `The sign-in to ${route} failed.`),
         'error'
       );

@@ -2,7 +2,12 @@
  * Sign-out commands and the dialog that lists the signed-in deployments.
  */
 
-import { Dialog, InputDialog, Notification, showDialog } from '@jupyterlab/apputils';
+import {
+  Dialog,
+  InputDialog,
+  Notification,
+  showDialog
+} from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
 import { IDeployment, signOut } from './api';
@@ -144,7 +149,10 @@ export async function showSignInsDialog(
     body,
     buttons: [
       Dialog.cancelButton({ label: 'Close' }),
-      Dialog.warnButton({ label: 'Sign out of all', actions: ['sign-out-all'] }),
+      Dialog.warnButton({
+        label: 'Sign out of all',
+        actions: ['sign-out-all']
+      }),
       Dialog.okButton({ label: 'Sign in…', actions: ['sign-in'] })
     ]
   });

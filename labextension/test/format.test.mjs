@@ -112,7 +112,10 @@ test('normalizeRoute adds https and validates', () => {
     'http://127.0.0.1:8080/path'
   );
   assert.throws(() => normalizeRoute(''), /Enter the URL/);
-  assert.throws(() => normalizeRoute('ftp://files.example.com'), /not an http\(s\) URL/);
+  assert.throws(
+    () => normalizeRoute('ftp://files.example.com'),
+    /not an http\(s\) URL/
+  );
   assert.throws(() => normalizeRoute('https://'), /not a valid URL/);
 });
 
@@ -127,7 +130,11 @@ test('offeredRoutes merges defaults and allowed routes', () => {
       ['https://app.example.com', ' ', 'https://api.example.com'],
       ['https://api.example.com', 'https://db.example.com']
     ),
-    ['https://app.example.com', 'https://api.example.com', 'https://db.example.com']
+    [
+      'https://app.example.com',
+      'https://api.example.com',
+      'https://db.example.com'
+    ]
   );
   assert.deepEqual(offeredRoutes([], null), []);
 });

@@ -25,6 +25,9 @@ from pomerium_jupyter.testing import PomeriumTestServer, ScriptedBrowser
 
 class _OkHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; without TCP_NODELAY each
+    # response waits for the client's delayed ACK.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         body = b"ok"

@@ -65,6 +65,10 @@ __all__ = [
 ]
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    return [{"src": "labextension", "dest": "pomerium-jupyter-labextension"}]
+
+
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     from .server import PomeriumExtension
 

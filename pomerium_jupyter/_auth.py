@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Collection, Generator, Iterable
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,9 @@ _TRUE = {"1", "true", "yes", "on"}
 # Any loopback callback passes Pomerium's default allow list; the login API is
 # asked with it only to learn which deployment serves a route.
 _DISCOVERY_CALLBACK = "http://127.0.0.1/"
+# Routes of the deployment learned by other processes are re-read from the
+# store at most this often, so requests do not read files each time.
+_ROUTES_REFRESH_SECONDS = 5.0
 
 
 def is_interactive() -> bool:
@@ -150,6 +154,8 @@ class PomeriumAuth(httpx.Auth):
             service_account, service_account_file
         )
         self._extra_origins = frozenset(origin_of(h) for h in hosts)
+        self._allowed = frozenset({self.origin, *self._extra_origins})
+        self._allowed_read_at = 0.0
         self._lock = threading.RLock()
         self._async_lock = anyio.Lock()
         self._token: Token | None = None
@@ -164,16 +170,29 @@ class PomeriumAuth(httpx.Auth):
     # Where the token may go
 
     def allowed_origins(self) -> Collection[str]:
+        """Return the origins that may receive the token: the deployment's routes."""
+        self._read_allowed_origins()
+        return self._allowed
+
+    def _read_allowed_origins(self) -> None:
         origins = {self.origin, *self._extra_origins}
         if self._deployment is not None:
             origins.update(self.store.routes_of(self._deployment))
-        return origins
+        self._allowed = frozenset(origins)
+        self._allowed_read_at = time.monotonic()
 
     def applies_to(self, url: httpx.URL) -> bool:
         try:
-            return origin_of(url) in self.allowed_origins()
+            origin = origin_of(url)
         except ValueError:
             return False
+        if origin in self._allowed:
+            return True
+        stale = time.monotonic() - self._allowed_read_at > _ROUTES_REFRESH_SECONDS
+        if self._deployment is None or not stale:
+            return False
+        self._read_allowed_origins()
+        return origin in self._allowed
 
     def guard_request(self, request: httpx.Request) -> None:
         """Strip Pomerium credentials from a request to a foreign origin.
@@ -218,10 +237,14 @@ class PomeriumAuth(httpx.Auth):
                 known = deployment_key(self.route_url, sign_in)
                 self.store.remember_route(self.origin, known)
         self._deployment = known
+        self._read_allowed_origins()
         return known
 
     def current_token(self) -> Token:
         """Return a token to send, signing in first when there is none."""
+        token = self._token
+        if token is not None:
+            return token
         with self._lock:
             if self._token is not None:
                 return self._token
@@ -265,6 +288,7 @@ class PomeriumAuth(httpx.Auth):
         self.store.put(deployment, result.token)
         self.store.remember_route(self.origin, deployment)
         self._deployment = deployment
+        self._read_allowed_origins()
         self._token = result.token
         self.login_count += 1
         log.info(

@@ -39,7 +39,7 @@ LOGIN_API_TIMEOUT = 10.0
 
 def origin_of(url: str | httpx.URL) -> str:
     """Return scheme://host[:port] with default ports dropped, lower-cased."""
-    parsed = httpx.URL(str(url))
+    parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ValueError(
             f"Invalid Pomerium route URL {str(url)!r}: expected an http(s) URL "

@@ -2,8 +2,8 @@
 
 The token goes only to origins of the route's Pomerium deployment. A 401 from
 Pomerium or a redirect to its sign-in page drops the token, runs one sign-in
-and retries once; concurrent requests share that one sign-in. A 403 keeps the
-token: the user is signed in but not allowed.
+and retries the request once. Concurrent requests share that one sign-in. A 403
+keeps the token, because the user is signed in but not allowed.
 """
 
 from __future__ import annotations
@@ -345,8 +345,8 @@ class PomeriumAuth(httpx.Auth):
     ) -> bool:
         verdict = self._classify(response, skip)
         if verdict is None:
-            # The upstream app may answer 401 for its own reasons, so Pomerium
-            # is asked directly.
+            # The upstream app may return 401 for its own reasons, so the token
+            # is checked with Pomerium directly.
             verdict = self._probe(token) is not True
         return verdict
 

@@ -33,7 +33,8 @@ STATE_PARAM = "state"
 HOSTED_AUTHENTICATE_HOSTS = frozenset(
     {"authenticate.pomerium.app", "authenticate.staging.pomerium.app"}
 )
-# Pomerium's login API call is cheap; a slow answer means something is wrong.
+# Seconds to wait for the login API, which does no I/O beyond signing a URL
+# (pomerium-cli uses the same 10 s limit).
 LOGIN_API_TIMEOUT = 10.0
 
 

@@ -58,7 +58,9 @@ def server(pomerium_server_factory: Factory) -> PomeriumTestServer:
     return pomerium_server_factory()
 
 
-def test_login_then_request(server: PomeriumTestServer) -> None:
+@pytest.mark.parametrize("version", VERSIONS)
+def test_login_then_request(pomerium_server_factory: Factory, version: str) -> None:
+    server = pomerium_server_factory(version=version)
     auth = make_auth(server)
     with pomerium_jupyter.client(server.route_url(), auth=auth) as client:
         response = client.get("/data", headers={"Accept": "application/json"})
@@ -117,8 +119,9 @@ def test_relogin_when_client_follows_redirects(
     assert auth.login_count == 2
 
 
-def test_forbidden_keeps_token(pomerium_server_factory: Factory) -> None:
-    server = pomerium_server_factory(policy={"app": {"bob"}})
+@pytest.mark.parametrize("version", VERSIONS)
+def test_forbidden_keeps_token(pomerium_server_factory: Factory, version: str) -> None:
+    server = pomerium_server_factory(version=version, policy={"app": {"bob"}})
     store = FileTokenStore()
     auth = make_auth(server, store=store)
     with pomerium_jupyter.client(server.route_url(), auth=auth) as client:

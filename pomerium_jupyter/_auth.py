@@ -468,11 +468,7 @@ def client(
     the authentication; the others go to httpx.Client. Relative URLs resolve
     against the route.
     """
-    auth_kwargs, client_kwargs = _split_kwargs(kwargs)
-    auth = auth or PomeriumAuth(route_url, **auth_kwargs)
-    client_kwargs.setdefault("base_url", route_url)
-    client_kwargs.setdefault("verify", auth.verify)
-    client_kwargs.setdefault("trust_env", auth.trust_env)
+    auth, client_kwargs = _prepare_client(route_url, auth, kwargs)
     result = httpx.Client(**client_kwargs)
     auth.install(result)
     return result
@@ -482,11 +478,7 @@ def async_client(
     route_url: str, *, auth: PomeriumAuth | None = None, **kwargs: Any
 ) -> httpx.AsyncClient:
     """Return an httpx.AsyncClient bound to a Pomerium route (see `client`)."""
-    auth_kwargs, client_kwargs = _split_kwargs(kwargs)
-    auth = auth or PomeriumAuth(route_url, **auth_kwargs)
-    client_kwargs.setdefault("base_url", route_url)
-    client_kwargs.setdefault("verify", auth.verify)
-    client_kwargs.setdefault("trust_env", auth.trust_env)
+    auth, client_kwargs = _prepare_client(route_url, auth, kwargs)
     result = httpx.AsyncClient(**client_kwargs)
     auth.install(result)
     return result
@@ -506,7 +498,14 @@ _AUTH_KEYWORDS = frozenset(
 )
 
 
-def _split_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    auth = {k: v for k, v in kwargs.items() if k in _AUTH_KEYWORDS}
-    rest = {k: v for k, v in kwargs.items() if k not in _AUTH_KEYWORDS}
-    return auth, rest
+def _prepare_client(
+    route_url: str, auth: PomeriumAuth | None, kwargs: dict[str, Any]
+) -> tuple[PomeriumAuth, dict[str, Any]]:
+    """Split keyword arguments between PomeriumAuth and the httpx client."""
+    auth_kwargs = {k: v for k, v in kwargs.items() if k in _AUTH_KEYWORDS}
+    client_kwargs = {k: v for k, v in kwargs.items() if k not in _AUTH_KEYWORDS}
+    auth = auth or PomeriumAuth(route_url, **auth_kwargs)
+    client_kwargs.setdefault("base_url", route_url)
+    client_kwargs.setdefault("verify", auth.verify)
+    client_kwargs.setdefault("trust_env", auth.trust_env)
+    return auth, client_kwargs

@@ -33,6 +33,7 @@ Example `jupyter_server_config.py`::
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -190,6 +191,10 @@ class PomeriumExtension(ExtensionApp):
         # NOTE: the store belongs to the OS user, not to a Jupyter user. Jupyter
         # users who share one server (JupyterHub sharing) see and sign out the
         # same deployments, as they already share its kernels.
+        # JupyterHub names the owner of a single-user server in JUPYTERHUB_USER.
+        # Visitors of a shared server may not start sign-ins, because their
+        # tokens would land in the owner's store.
+        self.server_owner: str | None = os.environ.get("JUPYTERHUB_USER") or None
         self.store: TokenStore = (
             MemoryTokenStore()
             if self.token_cache == "memory"

@@ -11,7 +11,7 @@ import json
 import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 from jupyter_server.auth.decorator import allow_unauthenticated, authorized
@@ -22,6 +22,7 @@ from tornado import web
 
 from .._errors import PomeriumError
 from .._protocol import (
+    TOKEN_PARAM,
     arequest_sign_in_url,
     deployment_key,
     origin_of,
@@ -130,6 +131,16 @@ class StartHandler(_PomeriumMixin, _PopupPage):
             return
         route = self.get_query_argument("route", "")
         flow = self.flows.create(owner, route, request_id)
+        server_owner = self.pomerium.server_owner
+        if server_owner is not None and owner != server_owner:
+            self._fail(
+                flow,
+                f"This Jupyter server belongs to {server_owner}, and tokens "
+                f"obtained on it are stored for {server_owner}, so only that "
+                "user can sign in to Pomerium here. Sign in from a notebook on "
+                "your own server.",
+            )
+            return
         try:
             route_origin = origin_of(route)
         except ValueError as exc:
@@ -222,7 +233,26 @@ class CallbackHandler(_PomeriumMixin, _PopupPage):
 
     @allow_unauthenticated
     def get(self) -> None:
+        self._scrub_request_uri()
         self._send_page(callback_page)
+
+    def _scrub_request_uri(self) -> None:
+        # The access log is written after the response from `request.uri`.
+        # jupyter_server scrubs the token parameter through its own log
+        # function, but the JupyterHub single-user server (6.1) installs its
+        # own, whose list of scrubbed keys does not match pomerium_jwt. Masking
+        # the value here keeps it out of any log function.
+        request = self.request
+        if TOKEN_PARAM not in request.query_arguments:
+            return
+        pairs = [
+            (key, "[secret]" if key == TOKEN_PARAM else value)
+            for key, value in parse_qsl(request.query, keep_blank_values=True)
+        ]
+        request.query = urlencode(pairs, safe="[]")
+        request.uri = f"{request.path}?{request.query}"
+        request.query_arguments.pop(TOKEN_PARAM, None)
+        request.arguments.pop(TOKEN_PARAM, None)
 
 
 class _PomeriumAPIHandler(_PomeriumMixin, APIHandler):

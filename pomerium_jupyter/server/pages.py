@@ -16,7 +16,7 @@ _STYLE = """
 body { font: 15px/1.5 system-ui, sans-serif; margin: 3em auto; max-width: 36em;
        padding: 0 1em; color: #222; }
 h1 { font-size: 1.2em; }
-p[data-state="error"] { color: #a00; }
+p[data-state="error"] { color: #a00; white-space: pre-wrap; }
 p[data-state="done"] { color: #060; }
 """
 

@@ -40,6 +40,10 @@ const CHANNEL_NAME = "pomerium_jupyter";
 // signed sign-in URL (5 minutes plus 1 minute of leeway).
 const FLOW_LIFE_MS = 360_000;
 const POLL_MS = 1000;
+// The server rounds expires_in to whole seconds and reports "expired" itself
+// once the flow's life is over, so the widget's own deadline waits a little
+// longer and applies only while the server cannot be reached.
+const DEADLINE_GRACE_MS = 3 * POLL_MS;
 // Identity providers that send Cross-Origin-Opener-Policy make popup.closed
 // read true while the popup is still open, so a closed popup is reported only
 // after this grace period and several pending polls in a row. Polling goes on
@@ -128,6 +132,9 @@ function render({ model, el }) {
   root.style.alignItems = "flex-start";
 
   const statusLine = element("div", "status");
+  // Messages can hold a line for an administrator to copy, such as the host
+  // for Pomerium's redirect allow list, so line breaks are kept.
+  statusLine.style.whiteSpace = "pre-wrap";
   const methodLine = element("div", "method");
   methodLine.style.opacity = "0.7";
   methodLine.style.fontSize = "smaller";
@@ -294,8 +301,8 @@ function render({ model, el }) {
         current.deadline = Date.now() + state.expires_in * 1000;
       }
     }
-    if (Date.now() >= current.deadline) {
-      return fail("The sign-in did not finish within 6 minutes; try again.");
+    if (Date.now() >= current.deadline + DEADLINE_GRACE_MS) {
+      return fail("The sign-in expired before it finished; try again.");
     }
     if (current.popup && current.popup.closed) current.closedPolls += 1;
     else current.closedPolls = 0;

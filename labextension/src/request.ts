@@ -2,7 +2,8 @@
  * The one place that sends HTTP requests to the Jupyter server.
  *
  * `ServerConnection.makeRequest` adds the Jupyter token header and, for
- * methods other than GET, the `X-XSRFToken` header from the `_xsrf` cookie.
+ * every method, the `X-XSRFToken` header from the `_xsrf` cookie, which
+ * JupyterHub 4.1 and later require even on GET.
  */
 
 import { Notification } from '@jupyterlab/apputils';

@@ -450,6 +450,15 @@ async def test_cookie_auth_requires_xsrf(
         assert no_xsrf.status_code == 403
         assert len(extension.flows) == 0
 
+        # jupyter_server accepts a same-origin Referer in place of the XSRF
+        # token on GET; starting a sign-in must not.
+        referred = await client.get(
+            f"{base}pomerium/start?{urlencode(params)}",
+            headers={"Referer": f"{base}lab"},
+        )
+        assert referred.status_code == 403
+        assert len(extension.flows) == 0
+
         query = urlencode({**params, "_xsrf": xsrf})
         started = await client.get(f"{base}pomerium/start?{query}")
         assert started.status_code == 302

@@ -118,7 +118,12 @@ class StartHandler(_PomeriumMixin, _PopupPage):
     async def get(self) -> None:
         # GET is exempt from tornado's XSRF check, but this GET creates a flow
         # and calls the login API, so the widget sends the _xsrf argument.
-        self.check_xsrf_cookie()
+        # tornado's own check is called directly because jupyter_server accepts
+        # a same-origin Referer instead on GET, and JupyterHub's single-user
+        # server skips the check for navigations such as this popup. A request
+        # authenticated by a token header cannot be forged by another site.
+        if not self.token_authenticated:
+            web.RequestHandler.check_xsrf_cookie(self)
         owner = _username(self)
         request_id = self.get_query_argument("request", "")
         if not REQUEST_ID_PATTERN.fullmatch(request_id):

@@ -34,7 +34,11 @@ log = logging.getLogger("pomerium_jupyter")
 # The server extension's flow life: Pomerium's sign-in URL is valid for 300 s
 # plus 60 s of leeway, and a sign-in cannot finish after that.
 WIDGET_LOGIN_TIMEOUT = 360.0
-STORE_POLL_INTERVAL = 0.5
+# Seconds between reads of the token store while a cell waits for a sign-in.
+# The interval bounds the delay between the server storing the token and the
+# cell going on. A read of a missing entry took about 16 us in a timeit run on
+# a 2-core Xeon, so 40 reads a second stay far below 1 % of a core.
+STORE_POLL_INTERVAL = 0.025
 
 METHOD_CHOICES = ("auto", "widget", "loopback", "paste")
 

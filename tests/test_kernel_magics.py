@@ -6,6 +6,8 @@ need a widget are covered by test_kernel_real.py.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,6 +116,29 @@ def test_status_lists_deployment(
     assert ": alice, signed in 0 s ago" in out
     assert f"routes: {route}" in out
     assert token.value not in out
+
+
+def unsigned_token(claims: dict[str, Any]) -> Token:
+    """Build a token with arbitrary claims, as a hostile route could hand out."""
+    header = base64.urlsafe_b64encode(b'{"alg":"none"}').rstrip(b"=").decode()
+    payload = json.dumps(claims).encode()
+    body = base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
+    return Token(f"{header}.{body}.sig")
+
+
+@pytest.mark.parametrize("expiry", [1e30, 1e400, -1e30])
+def test_status_survives_odd_expiry(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str], expiry: float
+) -> None:
+    store = FileTokenStore()
+    odd = unsigned_token({"email": "mallory@example.com", "exp": expiry})
+    store.put("https://odd.example", odd)
+    store.put("https://b.example", unsigned_token({"email": "alice@example.com"}))
+    shell.run_line_magic("pomerium", "status")
+    out = capsys.readouterr().out
+    assert "https://odd.example: mallory@example.com" in out
+    assert "https://b.example: alice@example.com" in out
+    assert odd.value not in out
 
 
 def test_status_mentions_service_account(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -57,6 +58,24 @@ def test_widget_state_has_only_public_traits(
     assert token.value not in json.dumps(state, default=str)
     for name in SYNCED:
         assert widget.trait_metadata(name, "help"), name
+    widget.close()
+
+
+def test_widget_state_drops_infinite_expiry() -> None:
+    # An exp claim of 1e400 decodes to infinity, which JSON cannot carry.
+    header = base64.urlsafe_b64encode(b'{"alg":"none"}').rstrip(b"=").decode()
+    payload = b'{"email": "mallory@example.com", "exp": 1e400}'
+    body = base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
+    store = FileTokenStore()
+    store.put("https://odd.example", Token(f"{header}.{body}.sig"))
+    store.remember_route("https://odd.example", "https://odd.example")
+
+    widget = LoginWidget("https://odd.example", store=store, method="widget")
+    state = widget.get_state()
+    assert state["status"] == "signed-in"
+    assert state["user"] == "mallory@example.com"
+    assert state["expires_at"] is None
+    json.dumps(state, default=str, allow_nan=False)
     widget.close()
 
 

@@ -80,6 +80,18 @@ def _describe_age(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _describe_expiry(expires_at: float | None) -> str | None:
+    # The exp claim is unverified, so it can be any JSON number, including
+    # ones that no local date can represent.
+    if expires_at is None:
+        return None
+    try:
+        stamp = datetime.datetime.fromtimestamp(expires_at)
+    except (OverflowError, ValueError, OSError):
+        return None
+    return stamp.isoformat(sep=" ", timespec="minutes")
+
+
 @magics_class
 class PomeriumMagics(Magics):
     """Sign in to Pomerium routes and get httpx clients for them."""
@@ -398,10 +410,8 @@ class PomeriumMagics(Magics):
                 f"  {entry.deployment}: {token.user or 'unnamed user'}",
                 f"signed in {_describe_age(now - token.obtained_at)} ago",
             ]
-            if token.expires_at is not None:
-                stamp = datetime.datetime.fromtimestamp(token.expires_at).isoformat(
-                    sep=" ", timespec="minutes"
-                )
+            stamp = _describe_expiry(token.expires_at)
+            if stamp is not None:
                 parts.append(f"token claims expiry at {stamp}")
             print(", ".join(parts))
             if entry.routes:

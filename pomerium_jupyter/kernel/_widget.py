@@ -10,6 +10,7 @@ widget state can be saved into the .ipynb file.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import threading
 from collections.abc import Callable
@@ -149,7 +150,11 @@ class LoginWidget(anywidget.AnyWidget):
             if token is not None:
                 self.status = "signed-in"
                 self.user = token.user
-                self.expires_at = token.expires_at
+                # The claim is unverified: an infinite exp would break the
+                # JSON of the widget's state, so only finite ones are shown.
+                expiry = token.expires_at
+                finite = expiry is not None and math.isfinite(expiry)
+                self.expires_at = expiry if finite else None
                 if not keep_message:
                     self.message = ""
             else:

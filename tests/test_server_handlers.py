@@ -9,6 +9,7 @@ login cookie from the /login form plus the XSRF token.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -415,6 +416,50 @@ async def test_logout_all_clears_store(
     assert out.code == 200
     assert body_json(out)["deployments"] == []
     assert store.entries() == []
+
+
+def reject_constant(name: str) -> Any:
+    raise AssertionError(f"{name} is not valid JSON")
+
+
+async def test_status_drops_infinite_expiry(jp_fetch: Fetch, token_dir: Path) -> None:
+    # The exp claim is unverified; 1e400 decodes to infinity, which
+    # json.dumps writes as Infinity and browsers then fail to parse.
+    header = base64.urlsafe_b64encode(b'{"alg":"none"}').rstrip(b"=").decode()
+    payload = b'{"email": "mallory@example.com", "exp": 1e400}'
+    body = base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
+    FileTokenStore(token_dir).put("https://odd.example", Token(f"{header}.{body}.sig"))
+
+    status = await fetch(jp_fetch, "pomerium", "api", "status")
+    assert status.code == 200
+    document = json.loads(status.body, parse_constant=reject_constant)
+    (entry,) = document["deployments"]
+    assert entry["user"] == "mallory@example.com"
+    assert entry["expires_at"] is None
+
+
+async def test_logout_skips_disallowed_route(
+    jp_fetch: Fetch,
+    pomerium: PomeriumTestServer,
+    pomerium_server_factory: Callable[..., PomeriumTestServer],
+    extension: PomeriumExtension,
+) -> None:
+    # Discovering a route's deployment is a request to that route, which
+    # allowed_routes keeps the server from sending.
+    other = pomerium_server_factory()
+    extension.allowed_routes = [pomerium.route_url("app")]
+    calls = other.login_api_calls
+
+    out = await fetch(
+        jp_fetch,
+        "pomerium",
+        "api",
+        "logout",
+        method="POST",
+        body=json.dumps({"route": other.route_url("app")}),
+    )
+    assert out.code == 200
+    assert other.login_api_calls == calls
 
 
 # Cookie and XSRF authentication, as in a browser

@@ -8,6 +8,7 @@ callback page is public, and it performs no action itself.
 from __future__ import annotations
 
 import json
+import math
 import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -75,13 +76,19 @@ def _username(handler: JupyterHandler) -> str:
     return str(user.username)
 
 
+def _finite_or_none(value: float | None) -> float | None:
+    # JSON has no infinity or NaN, and an unverified exp claim can decode to
+    # either, so such a value is reported as unknown.
+    return value if value is not None and math.isfinite(value) else None
+
+
 def _status_document(extension: PomeriumExtension) -> dict[str, Any]:
     deployments = [
         {
             "deployment": entry.deployment,
             "user": entry.token.user,
-            "obtained_at": entry.token.obtained_at,
-            "expires_at": entry.token.expires_at,
+            "obtained_at": _finite_or_none(entry.token.obtained_at),
+            "expires_at": _finite_or_none(entry.token.expires_at),
             "routes": list(entry.routes),
         }
         for entry in extension.store.entries()
@@ -445,7 +452,10 @@ class LogoutHandler(_PomeriumAPIHandler):
             self.write_json(400, {"status": "error", "message": str(exc)})
             return
         deployment = self.store.deployment_for(route_origin)
-        if deployment is None:
+        # Discovery sends a request to the route, which allowed_routes forbids
+        # for other routes. A route the store already recorded is still found
+        # above, so only a deployment it never saw through this route is left.
+        if deployment is None and self.pomerium.is_route_allowed(route_origin):
             deployment = await self._discover_deployment(str(route))
         if deployment is not None and self.store.delete(deployment):
             self.log.info(

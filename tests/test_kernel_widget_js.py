@@ -70,6 +70,8 @@ class Extension:
     request_state: dict[str, Any] = field(
         default_factory=lambda: {"status": "pending", "message": None, "user": None}
     )
+    # False makes the request-state endpoint answer 404, as after a restart.
+    request_known: bool = True
     requests: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
     traits: dict[str, Any] = field(default_factory=dict)
 
@@ -123,7 +125,10 @@ def make_handler(extension: Extension) -> type[BaseHTTPRequestHandler]:
                 self.reply(200, b'{"deployments": []}', "application/json")
             elif path == "/base/pomerium/start":
                 self.reply(200, b"<p>Signing in</p>", "text/html")
-            elif path.startswith("/base/pomerium/api/requests/"):
+            elif (
+                path.startswith("/base/pomerium/api/requests/")
+                and extension.request_known
+            ):
                 body = json.dumps({**extension.request_state, "expires_in": 300})
                 self.reply(200, body.encode(), "application/json")
             else:
@@ -242,6 +247,25 @@ def test_closed_popup_offers_retry(page: Any, extension: tuple[Extension, str]) 
     with page.expect_popup():
         page.click(selector("retry"))
     assert "s left" in page.text_content(selector("status"))
+
+
+def test_forgotten_flow_fails_fast(page: Any, extension: tuple[Extension, str]) -> None:
+    # A restarted Jupyter server has lost its flows and answers 404. Without
+    # a failure the widget would wait out the whole flow life of 6 minutes.
+    state, origin = extension
+    page.goto(f"{origin}/page")
+    page.wait_for_function("window.sent.length > 0")
+    with page.expect_popup():
+        page.click(selector("sign-in"))
+    # Polls are a second apart, so by the second one the widget has read
+    # the pending state of the first.
+    while len(state.seen("/base/pomerium/api/requests/")) < 2:
+        page.wait_for_timeout(100)
+    assert "s left" in page.text_content(selector("status"))
+    state.request_known = False
+    page.locator(selector("retry")).wait_for(state="visible", timeout=5000)
+    status = page.text_content(selector("status"))
+    assert "no longer knows this sign-in" in status
 
 
 def test_error_state_shows_sentence(

@@ -24,6 +24,7 @@
  *   openedAt: number,
  *   deadline: number,
  *   closedPolls: number,
+ *   known: boolean,
  *   timer: number | undefined,
  *   finished: boolean,
  * }} Flow
@@ -52,6 +53,9 @@ const CLOSED_GRACE_MS = 4000;
 const CLOSED_POLLS = 3;
 const CLOSED_MESSAGE =
   "The sign-in window was closed before the sign-in finished.";
+const FORGOTTEN_MESSAGE =
+  "The Jupyter server no longer knows this sign-in, for example because it " +
+  "restarted. Click Try again to start a new one.";
 
 /** @returns {string | null} the Jupyter server's base URL, ending with "/" */
 function jupyterBaseUrl() {
@@ -275,6 +279,11 @@ function render({ model, el }) {
       const response = await callServer(url);
       if (response.ok) {
         state = await response.json();
+      } else if (response.status === 404 && current.known) {
+        // The server returned this flow's state before, so a 404 now means
+        // it lost the flow, as a restarted server does.
+        fail(FORGOTTEN_MESSAGE);
+        return;
       } else if (response.status === 403) {
         fail(
           "The Jupyter server rejected the status request (403). Reload the " +
@@ -288,6 +297,7 @@ function render({ model, el }) {
     }
     if (current !== flow || current.finished || disposed) return;
     if (state) {
+      current.known = true;
       if (state.status === "done") return finish(state.user);
       if (state.status === "error") {
         return fail(state.message || "The sign-in failed; try again.");
@@ -336,6 +346,7 @@ function render({ model, el }) {
       openedAt: Date.now(),
       deadline: Date.now() + FLOW_LIFE_MS,
       closedPolls: 0,
+      known: false,
       timer: undefined,
       finished: false,
     };

@@ -275,15 +275,13 @@ function render({ model, el }) {
     const url = `${base}pomerium/api/requests/${encodeURIComponent(current.requestId)}`;
     /** @type {RequestState | null} */
     let state = null;
+    let forgotten = false;
     try {
       const response = await callServer(url);
       if (response.ok) {
         state = await response.json();
-      } else if (response.status === 404 && current.known) {
-        // The server returned this flow's state before, so a 404 now means
-        // it lost the flow, as a restarted server does.
-        fail(FORGOTTEN_MESSAGE);
-        return;
+      } else if (response.status === 404) {
+        forgotten = current.known;
       } else if (response.status === 403) {
         fail(
           "The Jupyter server rejected the status request (403). Reload the " +
@@ -291,11 +289,15 @@ function render({ model, el }) {
         );
         return;
       }
-      // A 404 means the popup has not reached pomerium/start yet.
+      // Before the first state, a 404 means the popup has not reached
+      // pomerium/start yet.
     } catch {
       // A dropped request is retried on the next tick.
     }
     if (current !== flow || current.finished || disposed) return;
+    // The server returned this flow's state before, so a 404 now means it
+    // lost the flow, as a restarted server does.
+    if (forgotten) return fail(FORGOTTEN_MESSAGE);
     if (state) {
       current.known = true;
       if (state.status === "done") return finish(state.user);

@@ -55,15 +55,22 @@ _DISCOVERY_CALLBACK = "http://127.0.0.1/"
 _ROUTES_REFRESH_SECONDS = 5.0
 
 
+def environment_forbids_prompt() -> bool:
+    """Tell whether POMERIUM_JUPYTER_NONINTERACTIVE or CI is set to a true value."""
+    return any(
+        os.environ.get(name, "").strip().lower() in _TRUE
+        for name in (NONINTERACTIVE_ENV, "CI")
+    )
+
+
 def is_interactive() -> bool:
     """Guess whether a human can finish a browser sign-in in this process.
 
     False when POMERIUM_JUPYTER_NONINTERACTIVE or CI is set to a true value, or
     when standard input is not a terminal (cron, CI runners, pipes).
     """
-    for name in (NONINTERACTIVE_ENV, "CI"):
-        if os.environ.get(name, "").strip().lower() in _TRUE:
-            return False
+    if environment_forbids_prompt():
+        return False
     stdin = sys.stdin
     return bool(stdin is not None and stdin.isatty())
 

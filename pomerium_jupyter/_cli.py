@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from ._auth import PomeriumAuth
+from ._auth import PomeriumAuth, environment_forbids_prompt
 from ._errors import PomeriumError
 from ._login import LoginMethod, LoopbackLogin, PasteBackLogin
 from ._protocol import origin_of
@@ -94,11 +94,18 @@ def _login_method(args: argparse.Namespace) -> LoginMethod:
 
 def _auth(args: argparse.Namespace, store: TokenStore) -> PomeriumAuth:
     verify: bool | str = args.ca_file or not args.insecure
+    # `login` is an explicit request to sign in, so only the environment
+    # variables that is_interactive() reads can stop it. `token` also runs in
+    # scripts and CI jobs, so it decides like the library does and raises
+    # LoginRequired instead of waiting for a browser.
+    interactive: bool | None = None
+    if args.command == "login":
+        interactive = not environment_forbids_prompt()
     return PomeriumAuth(
         args.url,
         store=store,
         login=_login_method(args),
-        interactive=True,
+        interactive=interactive,
         verify=verify,
     )
 

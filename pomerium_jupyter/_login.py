@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
@@ -32,6 +32,9 @@ log = logging.getLogger("pomerium_jupyter")
 # Just under the sign-in URL's life (300 s plus 60 s leeway), so the listener
 # gives up before Pomerium would reject the URL anyway.
 DEFAULT_LOGIN_TIMEOUT = 340.0
+# Seconds a connection to the loopback listener may take to send its request.
+# A browser sends it at once, but any local process can connect and stall.
+CALLBACK_READ_TIMEOUT = 10.0
 
 BrowserOpener = Callable[[str], object]
 
@@ -93,14 +96,22 @@ _DONE_PAGE = """<!doctype html>
 """
 
 
-class _CallbackServer(HTTPServer):
-    """A one-shot listener that accepts exactly one callback with our state."""
+class _CallbackServer(ThreadingHTTPServer):
+    """A one-shot listener that accepts exactly one callback with our state.
+
+    Each connection gets its own thread, so a stalled connection from another
+    local process cannot hold up the browser's callback or the shutdown.
+    """
+
+    daemon_threads = True
+    block_on_close = False
 
     def __init__(self, path: str, state: str) -> None:
         super().__init__(("127.0.0.1", 0), _CallbackHandler)
         self.expected_path = path
         self.expected_state = state
         self.done = threading.Event()
+        self.lock = threading.Lock()
         self.token: str | None = None
         self.error: CallbackError | None = None
 
@@ -112,13 +123,21 @@ class _CallbackServer(HTTPServer):
 
 class _CallbackHandler(BaseHTTPRequestHandler):
     server: _CallbackServer
+    timeout = CALLBACK_READ_TIMEOUT
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
-        if parts.path != self.server.expected_path or self.server.done.is_set():
+        if parts.path != self.server.expected_path:
             self._reply(404, "Not found.")
             return
-        states = [v for k, v in parse_qsl(parts.query) if k == STATE_PARAM]
+        with self.server.lock:
+            self._complete(parts.query)
+
+    def _complete(self, query: str) -> None:
+        if self.server.done.is_set():
+            self._reply(404, "Not found.")
+            return
+        states = [v for k, v in parse_qsl(query) if k == STATE_PARAM]
         if len(states) != 1 or not secrets.compare_digest(
             states[0], self.server.expected_state
         ):

@@ -115,6 +115,16 @@ class _CallbackServer(ThreadingHTTPServer):
         self.token: str | None = None
         self.error: CallbackError | None = None
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        # The default prints a traceback to stderr for every client that hangs
+        # up early. Only the exception type is logged, never the request line.
+        error = sys.exc_info()[1]
+        log.debug(
+            "Loopback listener connection from %s failed: %s.",
+            client_address,
+            type(error).__name__,
+        )
+
     @property
     def callback_url(self) -> str:
         port = self.server_address[1]

@@ -16,6 +16,7 @@ last writer wins.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -30,6 +31,7 @@ from typing import Any
 
 import platformdirs
 
+from ._errors import PomeriumError
 from ._token import Token
 
 log = logging.getLogger("pomerium_jupyter")
@@ -143,17 +145,35 @@ class FileTokenStore(TokenStore):
     def _subdir(self, name: str) -> Path:
         path = self.directory / name
         for folder in (self.directory, path):
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            mode = stat.S_IMODE(folder.stat().st_mode)
-            if mode & 0o077:
-                # A directory made by an older version or by hand: tighten it,
-                # since every token of the user passes through it.
-                os.chmod(folder, 0o700)
-                log.warning("Restricted %s to mode 0700 (it was %o).", folder, mode)
+            try:
+                self._secure_folder(folder)
+            except OSError as exc:
+                raise PomeriumError(
+                    f"Cannot use the token cache directory {str(folder)!r}: "
+                    f"{exc.strerror or exc}. Point {CACHE_DIR_ENV} at a directory "
+                    "of your own, or remove this path."
+                ) from None
         return path
 
+    def _secure_folder(self, folder: Path) -> None:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        status = folder.stat()
+        if hasattr(os, "getuid") and status.st_uid != os.getuid():
+            # Its owner could read every token, even after a chmod to 0700.
+            raise PermissionError(
+                errno.EPERM, f"it belongs to user id {status.st_uid}, not to you"
+            )
+        mode = stat.S_IMODE(status.st_mode)
+        if mode & 0o077:
+            # A directory made by an older version or by hand: tighten it,
+            # since every token of the user passes through it.
+            os.chmod(folder, 0o700)
+            log.warning("Restricted %s to mode 0700 (it was %o).", folder, mode)
+
     def _write(self, path: Path, data: dict[str, Any]) -> None:
-        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        # The temporary name starts with the target's stem, so delete() can
+        # remove copies that a killed writer left behind.
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.stem}-")
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as file:
                 json.dump(data, file)
@@ -244,11 +264,20 @@ class FileTokenStore(TokenStore):
         self._warned.discard(path)
 
     def delete(self, deployment: str) -> bool:
+        path = self._token_path(deployment)
+        for leftover in path.parent.glob(f".tmp-{path.stem}-*"):
+            leftover.unlink(missing_ok=True)
         try:
-            self._token_path(deployment).unlink()
+            path.unlink()
         except FileNotFoundError:
             return False
         return True
+
+    def clear(self) -> None:
+        super().clear()
+        # Temporary copies of tokens whose writer was killed before the rename.
+        for leftover in self._subdir("deployments").glob(".tmp-*"):
+            leftover.unlink(missing_ok=True)
 
     # Route to deployment mapping
 

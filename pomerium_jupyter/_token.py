@@ -7,6 +7,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+# 9999-12-31T23:59:59Z, the last second datetime can represent.
+_MAX_TIMESTAMP = 253402300799
+
 
 def get_unverified_claims(value: str) -> dict[str, Any]:
     """Decode the token's claims without checking its signature.
@@ -84,9 +87,13 @@ class Token:
     def expires_at(self) -> float | None:
         """The unverified `exp` claim in Unix seconds, or None when absent."""
         claim = self.claims.get("exp")
-        if isinstance(claim, (int, float)) and not isinstance(claim, bool):
-            return float(claim)
-        return None
+        if not isinstance(claim, (int, float)) or isinstance(claim, bool):
+            return None
+        # Values past 9999-12-31 or not finite would make time.ctime() and
+        # datetime.fromtimestamp() raise, so they count as absent.
+        if not 0 <= claim <= _MAX_TIMESTAMP:
+            return None
+        return float(claim)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Token):

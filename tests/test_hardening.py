@@ -1,11 +1,13 @@
 """Hostile local callers, non-interactive runs and damaged caches."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from base64 import urlsafe_b64encode
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,9 +15,12 @@ import httpx
 import pytest
 
 from pomerium_jupyter import (
+    FileTokenStore,
     LoginTimeout,
     LoopbackLogin,
+    PomeriumError,
     SignIn,
+    Token,
 )
 from pomerium_jupyter._cli import main
 from pomerium_jupyter.testing import PomeriumTestServer, ScriptedBrowser
@@ -133,3 +138,104 @@ def test_cli_token_without_terminal_raises(
     assert result.returncode == 1
     assert result.stdout == ""
     assert "non-interactive" in result.stderr
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from pomerium_jupyter import FileTokenStore, Token
+
+def die(source, target):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+os.replace = die
+FileTokenStore(sys.argv[1]).put(sys.argv[2], Token(sys.argv[3]))
+"""
+
+
+def write_and_die(cache: Path, deployment: str, value: str) -> None:
+    """Run FileTokenStore.put in a process that is killed before its rename."""
+    writer = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(cache), deployment, value],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert writer.returncode == -signal.SIGKILL, writer.stderr
+
+
+def token_copies(cache: Path, value: str) -> list[Path]:
+    return [
+        path
+        for path in cache.rglob("*")
+        if path.is_file() and value in path.read_text(encoding="utf-8")
+    ]
+
+
+def test_killed_writer_keeps_old_token(tmp_path: Path) -> None:
+    store = FileTokenStore(tmp_path)
+    store.put(DEPLOYMENT, Token("old-token-value"))
+    write_and_die(tmp_path, DEPLOYMENT, "new-token-value")
+    stored = store.get(DEPLOYMENT)
+    assert stored is not None
+    assert stored.value == "old-token-value"
+
+
+@pytest.mark.parametrize("arguments", [["logout"], ["logout", "https://a.example"]])
+def test_logout_removes_killed_writer_copies(
+    tmp_path: Path, arguments: list[str]
+) -> None:
+    store = FileTokenStore(tmp_path)
+    store.remember_route("https://a.example", DEPLOYMENT)
+    store.put(DEPLOYMENT, Token("first-token-value"))
+    write_and_die(tmp_path, DEPLOYMENT, "second-token-value")
+    assert len(token_copies(tmp_path, "second-token-value")) == 1
+    assert main(["--cache-dir", str(tmp_path), *arguments]) == 0
+    assert token_copies(tmp_path, "first-token-value") == []
+    assert token_copies(tmp_path, "second-token-value") == []
+
+
+def test_logout_all_removes_orphan_copies(tmp_path: Path) -> None:
+    write_and_die(tmp_path, DEPLOYMENT, "orphan-token-value")
+    assert main(["--cache-dir", str(tmp_path), "logout"]) == 0
+    assert token_copies(tmp_path, "orphan-token-value") == []
+
+
+def test_cache_path_is_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "cache"
+    blocker.write_text("not a directory", encoding="utf-8")
+    with pytest.raises(PomeriumError, match="Cannot use the token cache directory"):
+        FileTokenStore(blocker).get(DEPLOYMENT)
+    assert main(["--cache-dir", str(blocker), "status"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: Cannot use the token cache directory")
+    assert "POMERIUM_JUPYTER_CACHE_DIR" in err
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="needs root to create a directory owned by another user",
+)
+def test_cache_owned_by_other_user(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign"
+    foreign.mkdir(mode=0o777)
+    os.chown(foreign, 65534, 65534)
+    store = FileTokenStore(foreign)
+    with pytest.raises(PomeriumError, match="belongs to user id 65534"):
+        store.put(DEPLOYMENT, Token("secret-token-value"))
+    assert token_copies(foreign, "secret-token-value") == []
+
+
+@pytest.mark.parametrize("claims", ['{"exp":1e400}', '{"exp":1e20}', '{"exp":-1}'])
+def test_status_with_absurd_exp_claim(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], claims: str
+) -> None:
+    payload = urlsafe_b64encode(claims.encode()).decode().rstrip("=")
+    token = Token(f"eyJhbGciOiJIUzI1NiJ9.{payload}.c2lnbmF0dXJl")
+    assert token.expires_at is None
+    FileTokenStore(tmp_path).put(DEPLOYMENT, token)
+    assert main(["--cache-dir", str(tmp_path), "status"]) == 0
+    out = capsys.readouterr().out
+    assert DEPLOYMENT in out
+    assert "exp claim" not in out

@@ -25,6 +25,7 @@ class FakeLoginAPI:
 
     def __init__(self) -> None:
         self.callbacks: list[str] = []
+        self.browser_threads: list[threading.Thread] = []
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         callback = parse_qs(request.url.query.decode())["pomerium_redirect_uri"][0]
@@ -50,7 +51,9 @@ def browser_that(
     """Return a browser stand-in that runs `action` on the callback in a thread."""
 
     def open_url(url: str) -> None:
-        threading.Thread(target=action, args=(api.callbacks[-1],)).start()
+        thread = threading.Thread(target=action, args=(api.callbacks[-1],))
+        api.browser_threads.append(thread)
+        thread.start()
 
     return open_url
 
@@ -74,6 +77,10 @@ def test_loopback_accepts_matching_callback() -> None:
     assert len(callback.path) > 30, "the path must carry an unguessable part"
     assert "state=" in callback.query
     assert "https://authenticate.example.com/" in announced[0]
+    # The login returns once the listener has the token, which can be before
+    # the browser thread has read the page.
+    for thread in api.browser_threads:
+        thread.join(10)
     page = pages[0]
     assert page.status_code == 200
     assert page.headers["cache-control"] == "no-store"

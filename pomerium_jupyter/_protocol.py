@@ -122,6 +122,14 @@ def read_sign_in_url(
         raise NotAPomeriumRoute(
             route_url, "its login API answered 200 with a body that is not a URL"
         )
+    if "\\" in body or "@" in parsed.netloc or "\r" in body:
+        # Browsers and Python disagree on the host of such URLs, so a hostile
+        # host could send the browser somewhere other than where it appears.
+        raise NotAPomeriumRoute(
+            route_url,
+            "its login API answered with a URL that has user information or a "
+            "backslash, which Pomerium never sends",
+        )
     return body
 
 
@@ -183,16 +191,59 @@ def deployment_key(route_url: str, sign_in_url: str) -> str:
 
     A self-hosted deployment is identified by its authenticate service and
     identity provider, because Pomerium accepts a token on every route that
-    shares both. Hosted authenticate serves many deployments, so there the
-    route's own origin is the key and no token is shared between routes.
+    shares both. Tokens stored under that key are sent to every route that
+    maps to it, so the login API's answer is trusted only as far as a hostile
+    host cannot forge it. The route origin is the key (and nothing is shared)
+    when:
+
+    - the authenticate host is a hosted service that serves many deployments;
+    - the sign-in URL's `pomerium_callback_uri`, which Pomerium builds from the
+      route's own Host header and signs, names another host or port;
+    - the route is not in the authenticate host's parent domain (for
+      `authenticate.corp.example`, routes must be `corp.example` or under it;
+      IP addresses and single-label names must match exactly).
     """
-    parsed = urlsplit(sign_in_url)
-    host = (parsed.hostname or "").lower()
-    if not host or host in HOSTED_AUTHENTICATE_HOSTS:
-        return origin_of(route_url)
-    authenticate = origin_of(f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}")
-    idp = dict(parse_qsl(parsed.query)).get("pomerium_idp_id", "")
+    route_origin = origin_of(route_url)
+    route = httpx.URL(route_origin)
+    route_host = route.host
+    try:
+        parsed = httpx.URL(sign_in_url)
+    except httpx.InvalidURL:
+        return route_origin
+    host = parsed.host
+    if not host or parsed.userinfo or host in HOSTED_AUTHENTICATE_HOSTS:
+        return route_origin
+    query = dict(parse_qsl(parsed.query.decode()))
+    callback = query.get("pomerium_callback_uri")
+    if callback is None or _authority_of(callback) != (route_host, route.port):
+        return route_origin
+    if not _same_site(route_host, host):
+        return route_origin
+    authenticate = origin_of(parsed)
+    idp = query.get("pomerium_idp_id", "")
     return f"{authenticate}#idp={idp}" if idp else authenticate
+
+
+def _authority_of(url: str) -> tuple[str, int | None] | None:
+    """Return the host and port of a URL; Pomerium forces https on callbacks."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return None
+    if parsed.userinfo:
+        return None
+    return parsed.host, parsed.port
+
+
+def _same_site(route_host: str, authenticate_host: str) -> bool:
+    """Tell whether a route lies in the authenticate host's parent domain."""
+    if route_host == authenticate_host:
+        return True
+    labels = authenticate_host.split(".")
+    if len(labels) < 3 or all(label.isdigit() for label in labels) or ":" in route_host:
+        return False
+    parent = ".".join(labels[1:])
+    return route_host == parent or route_host.endswith(f".{parent}")
 
 
 def parse_callback(url: str, expected_state: str) -> str:

@@ -5,6 +5,7 @@ import logging
 import threading
 import traceback
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -444,3 +445,54 @@ def test_tls_needs_deployment_ca(pomerium_server_factory: Factory) -> None:
     )
     with pomerium_jupyter.client(server.route_url(), auth=trusted) as client:
         assert client.get("/").json()["user"] == "alice"
+
+
+class _HostileRoute(ThreadingHTTPServer):
+    """A host that replays a real route's sign-in URL from its own login API."""
+
+    def __init__(self, real_route: str) -> None:
+        super().__init__(("127.0.0.1", 0), _HostileHandler)
+        self.real_route = real_route
+        self.seen_headers: list[dict[str, str]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _HostileHandler(BaseHTTPRequestHandler):
+    server: _HostileRoute
+
+    def do_GET(self) -> None:
+        self.server.seen_headers.append(dict(self.headers.items()))
+        if self.path.startswith("/.pomerium/api/v1/login"):
+            real = httpx.get(self.server.real_route + self.path)
+            body = real.content
+        else:
+            body = b"{}"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def test_hostile_host_cannot_borrow_token(server: PomeriumTestServer) -> None:
+    store = FileTokenStore()
+    token = make_auth(server, store=store).current_token()
+    hostile = _HostileRoute(server.route_url())
+    threading.Thread(target=hostile.serve_forever, daemon=True).start()
+    try:
+        auth = PomeriumAuth(hostile.url, store=store, interactive=False)
+        with pomerium_jupyter.client(hostile.url, auth=auth) as client:
+            with pytest.raises(LoginRequired):
+                client.get("/")
+    finally:
+        hostile.shutdown()
+        hostile.server_close()
+    assert hostile.seen_headers, "the hostile login API was never asked"
+    for headers in hostile.seen_headers:
+        for value in headers.values():
+            assert token.value not in value

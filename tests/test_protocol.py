@@ -1,5 +1,7 @@
 """Login API answers, callback parsing and deployment keys."""
 
+from urllib.parse import quote
+
 import httpx
 import pytest
 
@@ -155,17 +157,30 @@ def test_parse_callback_rejects(url: str, fragment: str) -> None:
     assert "pomerium_jwt=t" not in str(caught.value)
 
 
+def sign_in_for(
+    route: str, authenticate: str = "https://authenticate.example.com"
+) -> str:
+    callback = quote(f"{route}/.pomerium/callback/", safe="")
+    return (
+        f"{authenticate}/.pomerium/sign_in?pomerium_callback_uri={callback}"
+        "&pomerium_idp_id=idp1&pomerium_signature=x"
+    )
+
+
 def test_deployment_key_shared_by_routes() -> None:
-    key_app = deployment_key("https://app.example.com", SIGN_IN)
-    key_api = deployment_key("https://api.example.com", SIGN_IN)
+    key_app = deployment_key(ROUTE, sign_in_for(ROUTE))
+    key_api = deployment_key(
+        "https://api.example.com", sign_in_for("https://api.example.com")
+    )
     assert key_app == key_api == "https://authenticate.example.com#idp=idp1"
 
 
 def test_deployment_key_differs_by_idp_and_host() -> None:
-    other_idp = SIGN_IN.replace("idp1", "idp2")
-    other_host = SIGN_IN.replace("authenticate.example.com", "auth.other.example")
+    sign_in = sign_in_for(ROUTE)
+    other_idp = sign_in.replace("idp1", "idp2")
+    other_host = sign_in_for(ROUTE, "https://auth2.example.com")
     keys = {
-        deployment_key(ROUTE, SIGN_IN),
+        deployment_key(ROUTE, sign_in),
         deployment_key(ROUTE, other_idp),
         deployment_key(ROUTE, other_host),
     }
@@ -180,6 +195,61 @@ def test_hosted_authenticate_keys_by_route() -> None:
     assert (
         deployment_key("https://app.two.example", hosted) == "https://app.two.example"
     )
+
+
+@pytest.mark.parametrize(
+    ("route", "sign_in"),
+    [
+        # A real sign-in URL replayed by another host names the real route.
+        ("https://evil.example", sign_in_for(ROUTE)),
+        # A forged one naming the hostile host lies outside the parent domain.
+        ("https://evil.example", sign_in_for("https://evil.example")),
+        (
+            "https://example.com.evil.example",
+            sign_in_for("https://example.com.evil.example"),
+        ),
+        # No callback URI: nothing ties the answer to the route.
+        ("https://app.example.com", SIGN_IN),
+        (
+            "https://app.example.com",
+            "https://u@authenticate.example.com/.pomerium/sign_in",
+        ),
+        ("https://app.example.com", "not a url at all"),
+    ],
+    ids=["replayed", "forged", "suffix-trick", "no-callback", "userinfo", "garbage"],
+)
+def test_deployment_key_untrusted_answers(route: str, sign_in: str) -> None:
+    assert deployment_key(route, sign_in) == origin_of(route)
+
+
+@pytest.mark.parametrize(
+    ("route", "authenticate", "shared"),
+    [
+        ("http://127.0.0.1:8001", "http://127.0.0.1:8000", True),
+        ("http://127.0.0.2:8001", "http://127.0.0.1:8000", False),
+        ("https://example.com", "https://authenticate.example.com", True),
+        ("https://a.b.example.com", "https://authenticate.example.com", True),
+        ("https://app.other.com", "https://authenticate.example.com", False),
+        ("https://app.example.com", "https://example.com", False),
+    ],
+)
+def test_deployment_key_site_rule(route: str, authenticate: str, shared: bool) -> None:
+    key = deployment_key(route, sign_in_for(route, authenticate))
+    assert (key != origin_of(route)) is shared
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "https://evil.example\\@authenticate.example.com/.pomerium/sign_in",
+        "https://user@authenticate.example.com/.pomerium/sign_in",
+    ],
+    ids=["backslash", "userinfo"],
+)
+def test_ambiguous_sign_in_url_rejected(body: str) -> None:
+    client = answer(httpx.Response(200, text=body))
+    with pytest.raises(NotAPomeriumRoute, match="user information or a backslash"):
+        request_sign_in_url(client, ROUTE, CALLBACK)
 
 
 @pytest.mark.parametrize(

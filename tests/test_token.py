@@ -67,3 +67,8 @@ def test_equality_by_value() -> None:
     value = make_jwt(sub="alice")
     assert Token(value) == Token(value, source="other")
     assert Token(value) != Token(make_jwt(sub="bob"))
+
+
+@pytest.mark.parametrize("exp", [1e30, -1e30, True, "soon"])
+def test_unusable_exp_is_unknown(exp: object) -> None:
+    assert Token(make_jwt(sub="alice", exp=exp)).expires_at is None

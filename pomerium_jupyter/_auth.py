@@ -332,18 +332,19 @@ class PomeriumAuth(httpx.Auth):
             return False
         return None
 
-    @staticmethod
-    def _classify(response: httpx.Response, skip: int = 0) -> bool | None:
+    def _classify(self, response: httpx.Response, skip: int = 0) -> bool | None:
         """Tell whether a response means the token is dead, or None if unsure.
 
-        `skip` leaves out the first history entries: httpx lists the earlier
-        responses of the same auth flow there, not only followed redirects.
+        Only responses from the deployment's own origins count: a redirect hop
+        to another host that signs in elsewhere says nothing about this token.
+        `skip` leaves out the first history entries, because httpx lists the
+        earlier responses of the same auth flow there, not only redirects.
         """
-        if is_sign_in_redirect(response) or any(
-            is_sign_in_redirect(hop) for hop in response.history[skip:]
-        ):
+        hops = [*response.history[skip:], response]
+        ours = [hop for hop in hops if self.applies_to(hop.request.url)]
+        if any(is_sign_in_redirect(hop) for hop in ours):
             return True
-        if response.status_code != 401:
+        if response.status_code != 401 or response not in ours:
             return False
         return _pomerium_401(response)
 

@@ -496,3 +496,20 @@ def test_hostile_host_cannot_borrow_token(server: PomeriumTestServer) -> None:
     for headers in hostile.seen_headers:
         for value in headers.values():
             assert token.value not in value
+
+
+def test_foreign_sign_in_redirect_keeps_token(
+    pomerium_server_factory: Factory,
+) -> None:
+    ours = pomerium_server_factory()
+    other = pomerium_server_factory()
+    auth = make_auth(ours)
+    token = auth.current_token()
+    elsewhere = f"{other.route_url()}/private"
+    with pomerium_jupyter.client(
+        ours.route_url(), auth=auth, follow_redirects=True
+    ) as client:
+        response = client.get("/redirect", params={"to": elsewhere})
+    assert response.history, "the request should have followed the redirect"
+    assert auth.login_count == 1
+    assert auth.current_token() == token

@@ -181,6 +181,10 @@ class FileTokenStore(TokenStore):
                 os.fsync(file.fileno())
             os.chmod(temp, 0o600)
             os.replace(temp, path)
+        except FileNotFoundError:
+            # delete() removed the temporary file while it was written: a
+            # sign-out raced this write, and the sign-out wins.
+            log.info("Not storing %s: it was signed out while being written.", path)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise

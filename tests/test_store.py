@@ -185,3 +185,19 @@ def test_concurrent_writers_leave_valid_file(tmp_path: Path) -> None:
     assert data["token"].startswith("token-")
     assert data["token"].endswith("-19")
     assert len(FileTokenStore(tmp_path).routes_of(DEPLOYMENT_A)) == 5
+
+
+def test_sign_out_during_write_wins(tmp_path: Path) -> None:
+    store = FileTokenStore(tmp_path)
+    store.put(DEPLOYMENT_A, Token("secret-old"))
+    real_fsync = os.fsync
+
+    def fsync_then_sign_out(fd: int) -> None:
+        real_fsync(fd)
+        store.delete(DEPLOYMENT_A)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "fsync", fsync_then_sign_out)
+        store.put(DEPLOYMENT_A, Token("secret-new"))
+    assert store.get(DEPLOYMENT_A) is None
+    assert list((tmp_path / "deployments").iterdir()) == []

@@ -17,20 +17,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from _jupyter_process import CHROMIUM, launch_chromium
 
 from pomerium_jupyter.kernel import _widget
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ROUTE = "http://127.0.0.1:9/"
 XSRF = "2|test|xsrf|1"
 SCRIPT = Path(_widget.__file__).with_name("login_widget.js").read_text(encoding="utf-8")
@@ -159,9 +151,7 @@ def page() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is not installed")
     with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS
-        )
+        browser = launch_chromium(playwright)
         context = browser.new_context()
         yield context.new_page()
         context.close()

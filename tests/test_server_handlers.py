@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
+from _jupyter_process import CHROMIUM, launch_chromium
 from jupyter_server.auth import Authorizer, IdentityProvider, User
 from tornado.httpclient import HTTPClientError, HTTPResponse
 from traitlets import TraitError
@@ -799,28 +800,16 @@ async def test_completion_without_token_rejected(
 
 # The callback page's script in a real browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
 
 @contextlib.asynccontextmanager
-async def launch_chromium() -> AsyncIterator[Any]:
+async def async_chromium() -> AsyncIterator[Any]:
     """Run Debian's Chromium on the test's event loop, next to the Jupyter server."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is not installed")
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS
-        )
+        browser = await launch_chromium(playwright)
         try:
             yield browser
         finally:
@@ -835,7 +824,7 @@ async def test_popup_completes_sign_in(
     token_dir: Path,
     server_logs: io.StringIO,
 ) -> None:
-    async with launch_chromium() as chromium:
+    async with async_chromium() as chromium:
         base = f"{jupyter_origin}{jp_base_url}"
         context = await chromium.new_context()
         page = await context.new_page()
@@ -891,7 +880,7 @@ async def test_callback_page_without_jupyter_login(
     _, callback_url, _, token = await start_and_sign_in(
         jp_fetch, pomerium, jupyter_origin
     )
-    async with launch_chromium() as chromium:
+    async with async_chromium() as chromium:
         context = await chromium.new_context()
         page = await context.new_page()
         await page.goto(callback_url)

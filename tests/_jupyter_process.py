@@ -273,8 +273,14 @@ def jupyter_server(
             _stop(process)
 
 
-def launch_chromium(playwright: Any, **options: Any) -> Any:
-    """Launch the system Chromium with the flags every browser test uses."""
+def launch_chromium(
+    playwright: Any, *, extra_args: Sequence[str] = (), **options: Any
+) -> Any:
+    """Launch the system Chromium with the flags every browser test uses.
+
+    `extra_args` come after those flags. The sync and async Playwright APIs
+    both work, and with the async one the result is awaitable.
+    """
     return playwright.chromium.launch(
-        executable_path=CHROMIUM, args=CHROMIUM_ARGS, **options
+        executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args], **options
     )

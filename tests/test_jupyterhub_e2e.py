@@ -27,6 +27,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
+from _jupyter_process import launch_chromium
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from pomerium_jupyter import FileTokenStore
@@ -44,15 +45,6 @@ BEN = "ben"
 NAMED_SERVER = "second"
 SIGN_IN_NOTEBOOK = "sign-in.ipynb"
 DENIED_NOTEBOOK = "denied.ipynb"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Seconds. The Hub, the proxy and a single-user server each start within a few
 # seconds on a small machine.
 START_TIMEOUT = 60.0
@@ -352,9 +344,8 @@ def browser(hub: Hub) -> Iterator[Browser]:
     # JupyterHub applies its XSRF rule to every fetch, GET included.
     secure = f"--unsafely-treat-insecure-origin-as-secure={hub.public_url}"
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[*CHROMIUM_ARGS, f"--host-resolver-rules={rules}", secure],
+        chromium = launch_chromium(
+            playwright, extra_args=[f"--host-resolver-rules={rules}", secure]
         )
         try:
             yield chromium

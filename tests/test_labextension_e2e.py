@@ -8,18 +8,12 @@ and the Pomerium test server provides the sign-in.
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from _jupyter_process import JupyterProcess, jupyter_server, launch_chromium
 from playwright.sync_api import Page, expect, sync_playwright
 
 from pomerium_jupyter import FileTokenStore
@@ -27,43 +21,11 @@ from pomerium_jupyter.testing import PomeriumTestServer
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
-EXTENSION_BUILD = ROOT / "pomerium_jupyter" / "labextension"
-EXTENSION_NAME = "pomerium-jupyter-labextension"
 BASE_URL = "/lab-e2e/"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 STATUS_ITEM = '[data-pomerium="status-item"]'
 NOTEBOOK = "signed-in.ipynb"
-# Seconds. JupyterLab usually responds within a few seconds of starting.
-SERVER_START_TIMEOUT = 60.0
 # Milliseconds, for Playwright waits.
 UI_TIMEOUT = 30_000
-
-
-@dataclass
-class LabServer:
-    url: str
-    token: str
-    cache_dir: Path
-    log_file: Path
-
-    def log_text(self) -> str:
-        return self.log_file.read_text(errors="replace")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _write_notebook(path: Path, route: str) -> None:
@@ -96,29 +58,6 @@ def _write_notebook(path: Path, route: str) -> None:
     path.write_text(json.dumps(notebook))
 
 
-def _wait_until_ready(process: subprocess.Popen[bytes], server: LabServer) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    headers = {"Authorization": f"token {server.token}"}
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(
-                f"JupyterLab exited with code {process.returncode} while "
-                f"starting; its log:\n{server.log_text()}"
-            )
-        try:
-            response = httpx.get(f"{server.url}api/status", headers=headers)
-        except httpx.TransportError:
-            time.sleep(0.2)
-            continue
-        if response.status_code == 200:
-            return
-        time.sleep(0.2)
-    pytest.fail(
-        f"JupyterLab did not answer within {SERVER_START_TIMEOUT} s; its log:\n"
-        f"{server.log_text()}"
-    )
-
-
 @pytest.fixture
 def pomerium() -> Iterator[PomeriumTestServer]:
     with PomeriumTestServer(routes=("app",)) as server:
@@ -126,93 +65,12 @@ def pomerium() -> Iterator[PomeriumTestServer]:
 
 
 @pytest.fixture
-def lab_server(tmp_path: Path, pomerium: PomeriumTestServer) -> Iterator[LabServer]:
-    if not (EXTENSION_BUILD / "package.json").is_file():
-        pytest.fail(
-            f"The lab extension is not built ({EXTENSION_BUILD} is missing). "
-            "Run `npm install && npm run build` in labextension/ first."
-        )
-    # JupyterLab finds prebuilt extensions as <directory>/<npm name>/, so a
-    # symlink makes it load this checkout's build, however the package was
-    # installed.
-    extensions = tmp_path / "labextensions"
-    extensions.mkdir()
-    (extensions / EXTENSION_NAME).symlink_to(EXTENSION_BUILD, target_is_directory=True)
-
-    config_dir = tmp_path / "config"
-    config_dir.mkdir()
-    (config_dir / "jupyter_server_config.json").write_text(
-        json.dumps({"ServerApp": {"jpserver_extensions": {"pomerium_jupyter": True}}})
-    )
-    # Turn off the question about Jupyter news, so no toast covers the page.
-    notification_settings = (
-        config_dir / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
-    )
-    notification_settings.mkdir(parents=True)
-    (notification_settings / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false"})
-    )
-    root_dir = tmp_path / "root"
-    root_dir.mkdir()
-    _write_notebook(root_dir / NOTEBOOK, pomerium.route_url("app"))
-    cache_dir = tmp_path / "token-cache"
-    cache_dir.mkdir()
-
-    token = secrets.token_hex(24)
-    port = _free_port()
-    env = dict(os.environ)
-    env.update(
-        {
-            "POMERIUM_JUPYTER_CACHE_DIR": str(cache_dir),
-            "JUPYTER_CONFIG_DIR": str(config_dir),
-            "JUPYTER_DATA_DIR": str(tmp_path / "data"),
-            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-            "IPYTHONDIR": str(tmp_path / "ipython"),
-        }
-    )
-    for name in ("POMERIUM_JUPYTER_TOKEN", "POMERIUM_JUPYTER_TOKEN_FILE"):
-        env.pop(name, None)
-    command = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        # The current name of ServerApp.token, which jupyter_server 2 deprecates.
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.base_url={BASE_URL}",
-        "--ServerApp.ip=127.0.0.1",
-        f"--port={port}",
-        "--ServerApp.port_retries=0",
-        f"--ServerApp.root_dir={root_dir}",
-        "--ServerApp.log_level=DEBUG",
-        # JupyterLab and Notebook 7 both read this LabServerApp setting.
-        f"--LabServerApp.extra_labextensions_path={extensions}",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        # Test containers often run as root, which Jupyter rejects by default.
-        command.append("--allow-root")
-    log_file = tmp_path / "jupyterlab.log"
-    server = LabServer(
-        url=f"http://127.0.0.1:{port}{BASE_URL}",
-        token=token,
-        cache_dir=cache_dir,
-        log_file=log_file,
-    )
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path
-        )
-        try:
-            _wait_until_ready(process, server)
-            yield server
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+def lab_server(
+    tmp_path: Path, pomerium: PomeriumTestServer
+) -> Iterator[JupyterProcess]:
+    with jupyter_server(tmp_path, base_url=BASE_URL) as server:
+        _write_notebook(server.root_dir / NOTEBOOK, pomerium.route_url("app"))
+        yield server
 
 
 def _run_palette_command(page: Page, label: str) -> None:
@@ -225,14 +83,29 @@ def _run_palette_command(page: Page, label: str) -> None:
     item.click()
 
 
+def _sign_in_through_popup(page: Page, route: str) -> None:
+    """Sign alice in to `route` through the palette and Pomerium's popup form."""
+    # The palette command prompts for the route, and the OK click opens the
+    # popup with Pomerium's sign-in form.
+    _run_palette_command(page, "Sign in to a Pomerium route…")
+    route_input = page.locator(".jp-Dialog input")
+    route_input.wait_for(state="visible")
+    route_input.fill(route)
+    with page.expect_popup() as popup_info:
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+    popup = popup_info.value
+    popup.locator("#username").fill("alice")
+    popup.locator("#password").fill("alice-password")
+    with popup.expect_event("close", timeout=UI_TIMEOUT):
+        popup.locator("#sign-in").click()
+
+
 def test_sign_in_status_and_sign_out(
-    lab_server: LabServer, pomerium: PomeriumTestServer
+    lab_server: JupyterProcess, pomerium: PomeriumTestServer
 ) -> None:
     route = pomerium.route_url("app")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS
-        )
+        browser = launch_chromium(playwright)
         try:
             context = browser.new_context()
             page = context.new_page()
@@ -242,19 +115,7 @@ def test_sign_in_status_and_sign_out(
             status_item = page.locator(STATUS_ITEM)
             expect(status_item).to_be_hidden()
 
-            # Sign in: the palette command prompts for the route, and the OK
-            # click opens the popup with Pomerium's sign-in form.
-            _run_palette_command(page, "Sign in to a Pomerium route…")
-            route_input = page.locator(".jp-Dialog input")
-            route_input.wait_for(state="visible")
-            route_input.fill(route)
-            with page.expect_popup() as popup_info:
-                page.locator(".jp-Dialog .jp-mod-accept").click()
-            popup = popup_info.value
-            popup.locator("#username").fill("alice")
-            popup.locator("#password").fill("alice-password")
-            with popup.expect_event("close", timeout=UI_TIMEOUT):
-                popup.locator("#sign-in").click()
+            _sign_in_through_popup(page, route)
 
             expect(status_item).to_be_visible()
             expect(status_item).to_contain_text("Pomerium: alice")
@@ -315,15 +176,12 @@ def test_sign_in_status_and_sign_out(
 
 
 def test_notebook7_menu_and_sign_out_all(
-    lab_server: LabServer, pomerium: PomeriumTestServer
+    lab_server: JupyterProcess, pomerium: PomeriumTestServer
 ) -> None:
     store = FileTokenStore(lab_server.cache_dir)
     route = pomerium.route_url("app")
-    headers = {"Authorization": f"token {lab_server.token}"}
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS
-        )
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_context().new_page()
             page.set_default_timeout(UI_TIMEOUT)
@@ -337,15 +195,7 @@ def test_notebook7_menu_and_sign_out_all(
             page.keyboard.press("Escape")
 
             # Sign in through the popup, then sign out of everything.
-            _run_palette_command(page, "Sign in to a Pomerium route…")
-            page.locator(".jp-Dialog input").fill(route)
-            with page.expect_popup() as popup_info:
-                page.locator(".jp-Dialog .jp-mod-accept").click()
-            popup = popup_info.value
-            popup.locator("#username").fill("alice")
-            popup.locator("#password").fill("alice-password")
-            with popup.expect_event("close", timeout=UI_TIMEOUT):
-                popup.locator("#sign-in").click()
+            _sign_in_through_popup(page, route)
             expect(page.get_by_text("as alice", exact=False).first).to_be_visible()
             assert len(store.entries()) == 1
 
@@ -358,5 +208,7 @@ def test_notebook7_menu_and_sign_out_all(
         finally:
             browser.close()
 
-    status = httpx.get(f"{lab_server.url}pomerium/api/status", headers=headers)
+    status = httpx.get(
+        f"{lab_server.url}pomerium/api/status", headers=lab_server.headers()
+    )
     assert status.json()["deployments"] == []

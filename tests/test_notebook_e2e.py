@@ -294,6 +294,16 @@ def evaluate_without_gesture(cdp: Any, expression: str) -> Any:
     return result["result"].get("value")
 
 
+def sign_in_with_quickstart(page: Page) -> Page:
+    """Run the quickstart's login cell, sign in as alice and return the popup."""
+    run_cell(page, 1)
+    run_cell(page, QUICKSTART_LOGIN_CELL)
+    login_output = output_of(page, QUICKSTART_LOGIN_CELL)
+    popup = sign_in_with_popup(page, login_output)
+    expect(widget_status(login_output)).to_have_text("Signed in as alice")
+    return popup
+
+
 # Tests
 
 
@@ -304,11 +314,7 @@ def test_quickstart_sign_in_and_second_kernel(
     page = context.new_page()
     open_in_lab(page, lab, name)
 
-    run_cell(page, 1)
-    run_cell(page, QUICKSTART_LOGIN_CELL)
-    login_output = output_of(page, QUICKSTART_LOGIN_CELL)
-    sign_in_with_popup(page, login_output)
-    expect(widget_status(login_output)).to_have_text("Signed in as alice")
+    sign_in_with_quickstart(page)
 
     run_cell(page, QUICKSTART_WAIT_CELL)
     expect(output_of(page, QUICKSTART_WAIT_CELL)).to_contain_text("Signed in as alice.")
@@ -354,6 +360,30 @@ def login_notebook(server: JupyterProcess, name: str, route: str) -> str:
     )
 
 
+def start_login_notebook(page: Page, server: JupyterProcess, name: str) -> Locator:
+    """Open a `login_notebook`, run its login cell and return that cell's output."""
+    open_in_lab(page, server, name)
+    run_cell(page, 0)
+    run_cell(page, 1)
+    return output_of(page, 1)
+
+
+def open_sign_in_popup(page: Page, output: Locator) -> Page:
+    """Click the widget's button and return the popup once its form is shown."""
+    with page.expect_popup() as popup_info:
+        sign_in_button(output).click()
+    popup = popup_info.value
+    popup.locator("#username").wait_for()
+    return popup
+
+
+def expect_signed_in_request(page: Page, output: Locator) -> None:
+    """Check that alice is signed in, then that the request cell gets a 200."""
+    expect(widget_status(output)).to_have_text("Signed in as alice")
+    run_cell(page, 2)
+    expect(output_of(page, 2)).to_contain_text("status 200 alice")
+
+
 def test_blocked_popup_offers_link(
     lab: JupyterProcess, pomerium: PomeriumTestServer, playwright: Playwright
 ) -> None:
@@ -366,10 +396,7 @@ def test_blocked_popup_offers_link(
         context.set_default_timeout(UI_TIMEOUT)
         name = login_notebook(lab, "blocked.ipynb", pomerium.route_url("app"))
         page = context.new_page()
-        open_in_lab(page, lab, name)
-        run_cell(page, 0)
-        run_cell(page, 1)
-        output = output_of(page, 1)
+        output = start_login_notebook(page, lab, name)
 
         # Playwright's clicks and evaluations carry a user gesture, so the
         # click goes over CDP without one, once the activation left by the
@@ -390,9 +417,7 @@ def test_blocked_popup_offers_link(
         with context.expect_page() as opened:
             link.click()
         fill_sign_in_form(opened.value)
-        expect(widget_status(output)).to_have_text("Signed in as alice")
-        run_cell(page, 2)
-        expect(output_of(page, 2)).to_contain_text("status 200 alice")
+        expect_signed_in_request(page, output)
     finally:
         blocking.close()
 
@@ -403,23 +428,15 @@ def test_sign_in_completes_under_coop(
     with PomeriumTestServer(routes=("app",), sign_in_coop=True) as coop_pomerium:
         name = login_notebook(lab, "coop.ipynb", coop_pomerium.route_url("app"))
         page = context.new_page()
-        open_in_lab(page, lab, name)
-        run_cell(page, 0)
-        run_cell(page, 1)
-        output = output_of(page, 1)
-        with page.expect_popup() as popup_info:
-            sign_in_button(output).click()
-        popup = popup_info.value
-        popup.locator("#username").wait_for()
+        output = start_login_notebook(page, lab, name)
+        popup = open_sign_in_popup(page, output)
         # The sign-in page's Cross-Origin-Opener-Policy cuts the popup off
         # from the notebook page, so completion cannot use window.opener.
         assert popup.evaluate("window.opener === null")
         assert page.evaluate("Boolean(window.opener)") is False
         fill_sign_in_form(popup)
 
-        expect(widget_status(output)).to_have_text("Signed in as alice")
-        run_cell(page, 2)
-        expect(output_of(page, 2)).to_contain_text("status 200 alice")
+        expect_signed_in_request(page, output)
         expect(widget_status(output)).not_to_have_text(CLOSED_SENTENCE)
 
 
@@ -477,14 +494,8 @@ def test_expired_flow_stores_nothing(
         context.set_default_timeout(UI_TIMEOUT)
         name = login_notebook(server, "expired.ipynb", pomerium.route_url("app"))
         page = context.new_page()
-        open_in_lab(page, server, name)
-        run_cell(page, 0)
-        run_cell(page, 1)
-        output = output_of(page, 1)
-        with page.expect_popup() as popup_info:
-            sign_in_button(output).click()
-        popup = popup_info.value
-        popup.locator("#username").wait_for()
+        output = start_login_notebook(page, server, name)
+        popup = open_sign_in_popup(page, output)
 
         # The widget polls the flow and reports its expiry by itself.
         expect(widget_status(output)).to_contain_text("The sign-in expired")
@@ -505,14 +516,8 @@ def test_closed_popup_then_retry(
 ) -> None:
     name = login_notebook(lab, "closed.ipynb", pomerium.route_url("app"))
     page = context.new_page()
-    open_in_lab(page, lab, name)
-    run_cell(page, 0)
-    run_cell(page, 1)
-    output = output_of(page, 1)
-    with page.expect_popup() as popup_info:
-        sign_in_button(output).click()
-    popup = popup_info.value
-    popup.locator("#username").wait_for()
+    output = start_login_notebook(page, lab, name)
+    popup = open_sign_in_popup(page, output)
     popup.close()
 
     expect(widget_status(output)).to_have_text(CLOSED_SENTENCE)
@@ -564,13 +569,9 @@ def test_revoked_token_shows_widget_again(
 ) -> None:
     name = login_notebook(lab, "revoked.ipynb", pomerium.route_url("app"))
     page = context.new_page()
-    open_in_lab(page, lab, name)
-    run_cell(page, 0)
-    run_cell(page, 1)
-    sign_in_with_popup(page, output_of(page, 1))
-    expect(widget_status(output_of(page, 1))).to_have_text("Signed in as alice")
-    run_cell(page, 2)
-    expect(output_of(page, 2)).to_contain_text("status 200 alice")
+    output = start_login_notebook(page, lab, name)
+    sign_in_with_popup(page, output)
+    expect_signed_in_request(page, output)
     first_token = stored_token(lab)
 
     # Revoking every session also ends the browser's Pomerium session, so
@@ -598,11 +599,7 @@ def test_notebook7_sign_in(
     page.wait_for_url(re.compile(f"/e2e/notebooks/{re.escape(name)}"))
     wait_for_kernel_connection(lab, name)
 
-    run_cell(page, 1)
-    run_cell(page, QUICKSTART_LOGIN_CELL)
-    output = output_of(page, QUICKSTART_LOGIN_CELL)
-    sign_in_with_popup(page, output)
-    expect(widget_status(output)).to_have_text("Signed in as alice")
+    sign_in_with_quickstart(page)
     run_cell(page, QUICKSTART_WAIT_CELL)
     run_cell(page, QUICKSTART_GET_CELL)
     expect(output_of(page, QUICKSTART_GET_CELL)).to_contain_text("200 alice")
@@ -617,11 +614,7 @@ def test_token_absent_from_saved_notebook_and_logs(
     name = copy_quickstart(lab, "quickstart-secrets.ipynb")
     page = context.new_page()
     open_in_lab(page, lab, name)
-    run_cell(page, 1)
-    run_cell(page, QUICKSTART_LOGIN_CELL)
-    login_output = output_of(page, QUICKSTART_LOGIN_CELL)
-    popup = sign_in_with_popup(page, login_output)
-    expect(widget_status(login_output)).to_have_text("Signed in as alice")
+    popup = sign_in_with_quickstart(page)
     run_cell(page, QUICKSTART_WAIT_CELL)
     run_cell(page, QUICKSTART_GET_CELL)
     expect(output_of(page, QUICKSTART_GET_CELL)).to_contain_text("200 alice")

@@ -144,6 +144,34 @@ def start_params(
     return {"route": route, "origin": origin, "request": request, **extra}
 
 
+async def start_flow(
+    jp_fetch: Fetch,
+    route: str,
+    origin: str,
+    request: str = "req-1",
+    headers: dict[str, str] | None = None,
+) -> HTTPResponse:
+    """Request the start of a sign-in flow for `route`."""
+    return await fetch(
+        jp_fetch,
+        "pomerium",
+        "start",
+        params=start_params(route, origin, request),
+        headers=headers,
+    )
+
+
+async def request_state(jp_fetch: Fetch, request: str) -> dict[str, Any]:
+    """Return the state of a sign-in request, as its endpoint reports it."""
+    return body_json(await fetch(jp_fetch, "pomerium", "api", "requests", request))
+
+
+async def sign_out(jp_fetch: Fetch, route: str | None = None) -> HTTPResponse:
+    """Sign out of the deployment of `route`, or of every deployment without one."""
+    body = "{}" if route is None else json.dumps({"route": route})
+    return await fetch(jp_fetch, "pomerium", "api", "logout", method="POST", body=body)
+
+
 def sign_in(location: str, username: str = "alice") -> str:
     """Sign in at Pomerium like a browser and return the final callback URL."""
     browser = ScriptedBrowser(username, deliver=False)
@@ -169,12 +197,8 @@ async def start_and_sign_in(
     headers: dict[str, str] | None = None,
 ) -> tuple[str, str, str, str]:
     """Start a flow as a Jupyter user, sign in, return (location, url, flow, token)."""
-    response = await fetch(
-        jp_fetch,
-        "pomerium",
-        "start",
-        params=start_params(pomerium.route_url("app"), origin, request),
-        headers=headers,
+    response = await start_flow(
+        jp_fetch, pomerium.route_url("app"), origin, request, headers=headers
     )
     assert response.code == 302
     location = response.headers["Location"]
@@ -183,9 +207,10 @@ async def start_and_sign_in(
     return location, callback_url, flow, token
 
 
-async def complete(
-    jp_fetch: Fetch, flow: str, token: str, headers: dict[str, str] | None = None
+async def post_completion(
+    jp_fetch: Fetch, flow: str, body: str, headers: dict[str, str] | None = None
 ) -> HTTPResponse:
+    """POST `body` as is to the completion endpoint of `flow`."""
     return await fetch(
         jp_fetch,
         "pomerium",
@@ -194,8 +219,16 @@ async def complete(
         flow,
         "complete",
         method="POST",
-        body=json.dumps({"token": token}),
+        body=body,
         headers=headers,
+    )
+
+
+async def complete(
+    jp_fetch: Fetch, flow: str, token: str, headers: dict[str, str] | None = None
+) -> HTTPResponse:
+    return await post_completion(
+        jp_fetch, flow, json.dumps({"token": token}), headers=headers
     )
 
 
@@ -237,16 +270,9 @@ async def test_authorizer_can_deny_endpoints(
     jp_fetch: Fetch, jp_web_app: Any, jupyter_origin: str, extension: PomeriumExtension
 ) -> None:
     jp_web_app.settings["authorizer"] = DenyPomeriumAuthorizer()
-    start = await fetch(
-        jp_fetch,
-        "pomerium",
-        "start",
-        params=start_params("http://127.0.0.1:1", jupyter_origin),
-    )
+    start = await start_flow(jp_fetch, "http://127.0.0.1:1", jupyter_origin)
     status = await fetch(jp_fetch, "pomerium", "api", "status")
-    logout = await fetch(
-        jp_fetch, "pomerium", "api", "logout", method="POST", body="{}"
-    )
+    logout = await sign_out(jp_fetch)
 
     assert start.code == 403
     assert status.code == 403
@@ -273,9 +299,7 @@ async def test_token_auth_flow_stores_token(
     route = pomerium.route_url("app")
     responses: list[HTTPResponse] = []
 
-    started = await fetch(
-        jp_fetch, "pomerium", "start", params=start_params(route, jupyter_origin)
-    )
+    started = await start_flow(jp_fetch, route, jupyter_origin)
     responses.append(started)
     assert started.code == 302
     location = started.headers["Location"]
@@ -370,39 +394,18 @@ async def test_logout_removes_token(
     store = FileTokenStore(token_dir)
     assert len(store.entries()) == 1
 
-    other = await fetch(
-        jp_fetch,
-        "pomerium",
-        "api",
-        "logout",
-        method="POST",
-        body=json.dumps({"route": other_deployment.route_url("app")}),
-    )
+    other = await sign_out(jp_fetch, other_deployment.route_url("app"))
     assert other.code == 200
     assert len(body_json(other)["deployments"]) == 1
 
     # The token came through the "app" route; "api" is a route of the same
     # deployment that the store has not seen.
-    out = await fetch(
-        jp_fetch,
-        "pomerium",
-        "api",
-        "logout",
-        method="POST",
-        body=json.dumps({"route": pomerium.route_url("api")}),
-    )
+    out = await sign_out(jp_fetch, pomerium.route_url("api"))
     assert out.code == 200
     assert body_json(out)["deployments"] == []
     assert store.entries() == []
 
-    invalid = await fetch(
-        jp_fetch,
-        "pomerium",
-        "api",
-        "logout",
-        method="POST",
-        body=json.dumps({"route": "not a url"}),
-    )
+    invalid = await sign_out(jp_fetch, "not a url")
     assert invalid.code == 400
 
 
@@ -413,7 +416,7 @@ async def test_logout_all_clears_store(
     store.put("https://a.example#idp=x", Token(pomerium.mint_token("alice")))
     store.put("https://b.example#idp=y", Token(pomerium.mint_token("bob")))
 
-    out = await fetch(jp_fetch, "pomerium", "api", "logout", method="POST", body="{}")
+    out = await sign_out(jp_fetch)
     assert out.code == 200
     assert body_json(out)["deployments"] == []
     assert store.entries() == []
@@ -451,14 +454,7 @@ async def test_logout_skips_disallowed_route(
     extension.allowed_routes = [pomerium.route_url("app")]
     calls = other.login_api_calls
 
-    out = await fetch(
-        jp_fetch,
-        "pomerium",
-        "api",
-        "logout",
-        method="POST",
-        body=json.dumps({"route": other.route_url("app")}),
-    )
+    out = await sign_out(jp_fetch, other.route_url("app"))
     assert out.code == 200
     assert other.login_api_calls == calls
 
@@ -557,11 +553,8 @@ async def test_redirect_not_allowed_reported(
     jupyter_origin: str,
 ) -> None:
     pomerium = pomerium_server_factory(allow_list=("notebooks.example.org",))
-    page = await fetch(
-        jp_fetch,
-        "pomerium",
-        "start",
-        params=start_params(pomerium.route_url("app"), jupyter_origin, "denied"),
+    page = await start_flow(
+        jp_fetch, pomerium.route_url("app"), jupyter_origin, "denied"
     )
     assert page.code == 200
     text = page.body.decode()
@@ -569,7 +562,7 @@ async def test_redirect_not_allowed_reported(
     assert "&#x27;127.0.0.1&#x27;" in text
     assert page.headers["Cache-Control"] == "no-store"
 
-    state = body_json(await fetch(jp_fetch, "pomerium", "api", "requests", "denied"))
+    state = await request_state(jp_fetch, "denied")
     assert state["status"] == "error"
     assert (
         "'127.0.0.1' is not in its programmatic_redirect_domain_whitelist"
@@ -586,23 +579,17 @@ async def test_route_outside_allowed_routes(
     extension.allowed_routes = [pomerium.route_url("api") + "/some/path"]
     calls = pomerium.login_api_calls
 
-    page = await fetch(
-        jp_fetch,
-        "pomerium",
-        "start",
-        params=start_params(pomerium.route_url("app"), jupyter_origin, "r-app"),
+    page = await start_flow(
+        jp_fetch, pomerium.route_url("app"), jupyter_origin, "r-app"
     )
     assert page.code == 200
     assert "PomeriumExtension.allowed_routes" in page.body.decode()
     assert pomerium.login_api_calls == calls
-    state = body_json(await fetch(jp_fetch, "pomerium", "api", "requests", "r-app"))
+    state = await request_state(jp_fetch, "r-app")
     assert state["status"] == "error"
 
-    allowed = await fetch(
-        jp_fetch,
-        "pomerium",
-        "start",
-        params=start_params(pomerium.route_url("api"), jupyter_origin, "r-api"),
+    allowed = await start_flow(
+        jp_fetch, pomerium.route_url("api"), jupyter_origin, "r-api"
     )
     assert allowed.code == 302
     status = body_json(await fetch(jp_fetch, "pomerium", "api", "status"))
@@ -617,22 +604,16 @@ async def test_foreign_origin_rejected(
 ) -> None:
     route = pomerium.route_url("app")
     for origin in ("http://evil.example.org", "javascript:alert(1)", "http://a@b"):
-        page = await fetch(
-            jp_fetch, "pomerium", "start", params=start_params(route, origin, "o")
-        )
+        page = await start_flow(jp_fetch, route, origin, "o")
         assert page.code == 200
         assert "Pomerium sign-in failed" in page.body.decode()
 
     localhost = f"http://localhost:{jp_http_port}"
-    refused = await fetch(
-        jp_fetch, "pomerium", "start", params=start_params(route, localhost, "o")
-    )
+    refused = await start_flow(jp_fetch, route, localhost, "o")
     assert refused.code == 200
 
     extension.callback_hosts = ["localhost"]
-    accepted = await fetch(
-        jp_fetch, "pomerium", "start", params=start_params(route, localhost, "o")
-    )
+    accepted = await start_flow(jp_fetch, route, localhost, "o")
     assert accepted.code == 302
     query = parse_qs(urlsplit(accepted.headers["Location"]).query)
     assert query["pomerium_redirect_uri"][0].startswith(f"{localhost}/a%40b/")
@@ -649,14 +630,11 @@ async def test_invalid_start_arguments(
     )
     assert no_request.code == 400
 
-    bad_route = await fetch(
-        jp_fetch,
-        "pomerium",
-        "start",
-        params=start_params("ftp://files.example.org", jupyter_origin, "bad"),
+    bad_route = await start_flow(
+        jp_fetch, "ftp://files.example.org", jupyter_origin, "bad"
     )
     assert bad_route.code == 200
-    state = body_json(await fetch(jp_fetch, "pomerium", "api", "requests", "bad"))
+    state = await request_state(jp_fetch, "bad")
     assert state["status"] == "error"
     assert "ftp://files.example.org" in state["message"]
 
@@ -669,11 +647,8 @@ async def test_callback_url_setting_used(
     pomerium = pomerium_server_factory(allow_list=("notebooks.example.org",))
     public = "https://notebooks.example.org/jupyter/pomerium/callback"
     extension.callback_url = public
-    started = await fetch(
-        jp_fetch,
-        "pomerium",
-        "start",
-        params=start_params(pomerium.route_url("app"), "http://ignored", "p"),
+    started = await start_flow(
+        jp_fetch, pomerium.route_url("app"), "http://ignored", "p"
     )
     assert started.code == 302
     query = parse_qs(urlsplit(started.headers["Location"]).query)
@@ -746,7 +721,7 @@ async def test_expired_flow_rejected(
     assert body_json(late)["request"] == "req-1"
     assert FileTokenStore(token_dir).entries() == []
 
-    state = body_json(await fetch(jp_fetch, "pomerium", "api", "requests", "req-1"))
+    state = await request_state(jp_fetch, "req-1")
     assert state["status"] == "expired"
     assert state["expires_in"] == 0
     assert state["message"]
@@ -782,16 +757,7 @@ async def test_completion_without_token_rejected(
 ) -> None:
     _, _, flow, token = await start_and_sign_in(jp_fetch, pomerium, jupyter_origin)
     for body in ("{}", "not json", json.dumps({"token": "two words"})):
-        response = await fetch(
-            jp_fetch,
-            "pomerium",
-            "api",
-            "flows",
-            flow,
-            "complete",
-            method="POST",
-            body=body,
-        )
+        response = await post_completion(jp_fetch, flow, body)
         assert response.code == 400
         assert body_json(response)["reason"] == "no-token"
 

@@ -47,6 +47,21 @@ def sign_in_alice(server: PomeriumTestServer, route: str) -> Token:
     return token
 
 
+@pytest.fixture
+def alice_route(pomerium_server: PomeriumTestServer) -> tuple[str, Token]:
+    """Return the test server's "app" route and the token stored for alice there."""
+    route = pomerium_server.route_url("app")
+    return route, sign_in_alice(pomerium_server, route)
+
+
+def magic_output(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str], line: str
+) -> str:
+    """Run `%pomerium line` and return what it printed to stdout."""
+    shell.run_line_magic("pomerium", line)
+    return capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
@@ -99,19 +114,17 @@ def test_magic_help_lists_options(shell: InteractiveShell) -> None:
 def test_status_without_sign_in(
     shell: InteractiveShell, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    shell.run_line_magic("pomerium", "status")
-    assert capsys.readouterr().out == "Not signed in to any Pomerium deployment.\n"
+    out = magic_output(shell, capsys, "status")
+    assert out == "Not signed in to any Pomerium deployment.\n"
 
 
 def test_status_lists_deployment(
     shell: InteractiveShell,
-    pomerium_server: PomeriumTestServer,
+    alice_route: tuple[str, Token],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    route = pomerium_server.route_url("app")
-    token = sign_in_alice(pomerium_server, route)
-    shell.run_line_magic("pomerium", "status")
-    out = capsys.readouterr().out
+    route, token = alice_route
+    out = magic_output(shell, capsys, "status")
     assert out.startswith("Signed in to 1 Pomerium deployment:\n")
     assert ": alice, signed in 0 s ago" in out
     assert f"routes: {route}" in out
@@ -134,8 +147,7 @@ def test_status_survives_odd_expiry(
     odd = unsigned_token({"email": "mallory@example.com", "exp": expiry})
     store.put("https://odd.example", odd)
     store.put("https://b.example", unsigned_token({"email": "alice@example.com"}))
-    shell.run_line_magic("pomerium", "status")
-    out = capsys.readouterr().out
+    out = magic_output(shell, capsys, "status")
     assert "https://odd.example: mallory@example.com" in out
     assert "https://b.example: alice@example.com" in out
     assert odd.value not in out
@@ -147,19 +159,17 @@ def test_status_mentions_service_account(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("POMERIUM_JUPYTER_TOKEN", "service-account-secret")
-    shell.run_line_magic("pomerium", "status")
-    out = capsys.readouterr().out
+    out = magic_output(shell, capsys, "status")
     assert "service-account token instead" in out
     assert "service-account-secret" not in out
 
 
 def test_login_returns_client_for_stored_token(
     shell: InteractiveShell,
-    pomerium_server: PomeriumTestServer,
+    alice_route: tuple[str, Token],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    route = pomerium_server.route_url("app")
-    token = sign_in_alice(pomerium_server, route)
+    route, token = alice_route
     client = shell.run_line_magic("pomerium", f"login {route}")
     out = capsys.readouterr().out
     assert isinstance(client, httpx.Client)
@@ -172,10 +182,9 @@ def test_login_returns_client_for_stored_token(
 
 
 def test_login_async_returns_async_client(
-    shell: InteractiveShell, pomerium_server: PomeriumTestServer
+    shell: InteractiveShell, alice_route: tuple[str, Token]
 ) -> None:
-    route = pomerium_server.route_url("app")
-    sign_in_alice(pomerium_server, route)
+    route, _ = alice_route
     client = shell.run_line_magic("pomerium", f"login {route} --async")
     assert isinstance(client, httpx.AsyncClient)
 
@@ -228,25 +237,22 @@ def test_login_paste_in_terminal(
 
 def test_logout_route(
     shell: InteractiveShell,
-    pomerium_server: PomeriumTestServer,
+    alice_route: tuple[str, Token],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    route = pomerium_server.route_url("app")
-    sign_in_alice(pomerium_server, route)
+    route, _ = alice_route
     client = shell.run_line_magic("pomerium", f"login {route}")
     with client:
         assert client.get("/").status_code == 200
     capsys.readouterr()
-    shell.run_line_magic("pomerium", f"logout {route}")
-    out = capsys.readouterr().out
+    out = magic_output(shell, capsys, f"logout {route}")
     assert out.startswith("Signed out of http://127.0.0.1:")
     assert FileTokenStore().entries() == []
     # The client made by %pomerium login dropped its in-memory copy too.
     auth = client.auth
     assert isinstance(auth, pomerium_jupyter.PomeriumAuth)
     assert auth._token is None
-    shell.run_line_magic("pomerium", f"logout {route}")
-    assert "nothing to remove" in capsys.readouterr().out
+    assert "nothing to remove" in magic_output(shell, capsys, f"logout {route}")
 
 
 def test_logout_all(
@@ -257,20 +263,18 @@ def test_logout_all(
     for _ in range(2):
         server = pomerium_server_factory()
         sign_in_alice(server, server.route_url("app"))
-    shell.run_line_magic("pomerium", "logout")
-    assert capsys.readouterr().out == "Signed out of 2 Pomerium deployments.\n"
+    out = magic_output(shell, capsys, "logout")
+    assert out == "Signed out of 2 Pomerium deployments.\n"
     assert FileTokenStore().entries() == []
 
 
 def test_whoami_prints_user(
     shell: InteractiveShell,
-    pomerium_server: PomeriumTestServer,
+    alice_route: tuple[str, Token],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    route = pomerium_server.route_url("app")
-    token = sign_in_alice(pomerium_server, route)
-    shell.run_line_magic("pomerium", f"whoami {route}")
-    out = capsys.readouterr().out
+    route, token = alice_route
+    out = magic_output(shell, capsys, f"whoami {route}")
     assert "user: alice\n" in out
     assert "email: alice@example.com\n" in out
     assert token.value not in out
@@ -287,10 +291,10 @@ def test_whoami_without_sign_in(
 def test_whoami_revoked_token_is_one_sentence(
     shell: InteractiveShell,
     pomerium_server: PomeriumTestServer,
+    alice_route: tuple[str, Token],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    route = pomerium_server.route_url("app")
-    token = sign_in_alice(pomerium_server, route)
+    route, token = alice_route
     assert token.session_id is not None
     pomerium_server.revoke(token.session_id)
     with pytest.raises(PomeriumError) as caught:

@@ -335,8 +335,9 @@ class PomeriumAuth(httpx.Auth):
     def _classify(self, response: httpx.Response, skip: int = 0) -> bool | None:
         """Tell whether a response means the token is dead, or None if unsure.
 
-        Only responses from the deployment's own origins count: a redirect hop
-        to another host that signs in elsewhere says nothing about this token.
+        Only responses from the deployment's own origins count, because a
+        redirect to another host that has its own sign-in is no verdict on
+        this token.
         `skip` leaves out the first history entries, because httpx lists the
         earlier responses of the same auth flow there, not only redirects.
         """

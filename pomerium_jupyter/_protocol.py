@@ -192,7 +192,7 @@ def deployment_key(route_url: str, sign_in_url: str) -> str:
     A self-hosted deployment is identified by its authenticate service and
     identity provider, because Pomerium accepts a token on every route that
     shares both. Tokens stored under that key are sent to every route that
-    maps to it, so the login API's answer is trusted only as far as a hostile
+    maps to it, so the login API's response is trusted only as far as a hostile
     host cannot forge it. The route origin is the key (and nothing is shared)
     when:
 
@@ -250,7 +250,7 @@ def parse_callback(url: str, expected_state: str) -> str:
     """Return the token from a callback URL after checking its state value.
 
     Raises CallbackError when the state is missing or foreign, or the token is
-    missing. The error message never contains the URL, which holds the token.
+    missing. The error message never contains the URL, which contains the token.
     """
     query = parse_qsl(urlsplit(url.strip()).query, keep_blank_values=True)
     states = [v for k, v in query if k == STATE_PARAM]

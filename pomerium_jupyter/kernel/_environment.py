@@ -1,4 +1,4 @@
-"""Where the kernel runs, and whether a human can finish a sign-in there."""
+"""Detection of the kernel's frontend and of whether a human can sign in there."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Exceptions raised by pomerium_jupyter.
 
-Every message says what failed, on which value, and what to do next. No message,
+Every message states what failed, on which value, and what to do next. No message,
 repr or traceback argument ever contains a token.
 
     PomeriumError
@@ -91,7 +91,7 @@ class RedirectNotAllowed(LoginError):
 
 
 class NotAPomeriumRoute(LoginError):
-    """The login API answered in a way Pomerium never does."""
+    """The login API responded in a way Pomerium never does."""
 
     def __init__(self, route_url: str, detail: str) -> None:
         self.route_url = route_url

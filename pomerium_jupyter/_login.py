@@ -245,7 +245,7 @@ class PasteBackLogin:
 
     For a kernel the browser cannot reach: the callback points at a loopback
     port of the browser's own machine where nothing listens, so the browser
-    shows an error page whose address holds the token and our state value.
+    shows an error page whose address contains the token and our state value.
     """
 
     name = "paste-back"

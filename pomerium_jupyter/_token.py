@@ -16,7 +16,7 @@ def get_unverified_claims(value: str) -> dict[str, Any]:
 
     Pomerium signs the token with its own shared secret, so a client cannot
     verify it. The claims serve as display hints only; liveness is decided by
-    Pomerium's answers. Returns an empty dict for a value that is not a JWT.
+    Pomerium's responses. Returns an empty dict for a value that is not a JWT.
     """
     # pyjwt pulls in cryptography when it is installed; importing it here
     # keeps `import pomerium_jupyter` cheap.

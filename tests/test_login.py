@@ -21,7 +21,7 @@ ROUTE = "https://app.example.com"
 
 
 class FakeLoginAPI:
-    """Answers the login API like Pomerium and remembers the callback URL."""
+    """Serves the login API like Pomerium and remembers the callback URL."""
 
     def __init__(self) -> None:
         self.callbacks: list[str] = []

@@ -1,4 +1,4 @@
-"""Login API answers, callback parsing and deployment keys."""
+"""Login API responses, callback parsing and deployment keys."""
 
 from urllib.parse import quote
 
@@ -208,7 +208,7 @@ def test_hosted_authenticate_keys_by_route() -> None:
             "https://example.com.evil.example",
             sign_in_for("https://example.com.evil.example"),
         ),
-        # No callback URI: nothing ties the answer to the route.
+        # No callback URI: nothing ties the response to the route.
         ("https://app.example.com", SIGN_IN),
         (
             "https://app.example.com",

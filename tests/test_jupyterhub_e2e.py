@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -28,7 +29,14 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import pytest
 from _jupyter_process import launch_chromium
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Route,
+    expect,
+    sync_playwright,
+)
 
 from pomerium_jupyter import FileTokenStore
 from pomerium_jupyter.testing import PomeriumTestServer
@@ -452,14 +460,23 @@ def _visit(context: BrowserContext, hub: Hub, prefix: str) -> Page:
     shared server first confirms the Hub's authorization page.
     """
     page = context.new_page()
-    # API endpoints answer 403 instead of starting the OAuth redirect, so the
-    # visit loads a page. Waiting for the response, not the page load, keeps
-    # JupyterLab's scripts from running.
+    # API endpoints return 403 instead of starting the OAuth redirect, so the
+    # visit loads a page. Its scripts are blocked: a JupyterLab page still
+    # starting up could keep page.close() from returning on a busy machine.
+    page.route(_SCRIPT_PATTERN, _abort_request)
     page.goto(f"{hub.public_url}{prefix}lab", wait_until="commit")
     if "/hub/api/oauth2/authorize" in page.url:
         page.locator("button[type=submit]", has_text="Authorize").click()
-    page.wait_for_url(f"**{prefix}lab", wait_until="commit")
+    page.wait_for_url(f"**{prefix}lab", wait_until="load")
+    page.unroute(_SCRIPT_PATTERN, _abort_request)
     return page
+
+
+_SCRIPT_PATTERN = re.compile(r"\.js(\?|$)")
+
+
+def _abort_request(route: Route) -> None:
+    route.abort()
 
 
 def test_widget_sign_in_on_user_server(
